@@ -1,0 +1,105 @@
+"""Execution config: mode, detector sizing, risk limits, fees. Units live in the names.
+
+Money values are written as strings ("0.01") or numbers; both convert exactly or fail.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from arbkit.config._toml import ConfigError, build, kind, read_toml
+from arbkit.model import Mode
+
+EXAMPLE_EXECUTION = Path(__file__).resolve().parent.parent / "examples" / "execution.toml"
+LIVE_CONFIRM_ENV = "ARBKIT_CONFIRM_LIVE"
+LIVE_CONFIRM_VALUE = "I_UNDERSTAND_REAL_MONEY"
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorParams:
+    min_edge_usd: int = kind("usd", 10_000)  # per contract, after both venues' fees
+    max_contracts_per_trade: int = kind("int", 100)
+    max_notional_usd_per_trade: int = kind("usd", 500_000_000)
+    min_annualized_return_bps: int = kind("int", 0)
+    max_quote_age_ms: int = kind("int", 10_000)
+
+
+@dataclass(frozen=True, slots=True)
+class FeeParams:
+    kalshi_taker_coefficient: Decimal = kind("decimal", Decimal("0.07"))
+    kalshi_maker_coefficient: Decimal = kind("decimal", Decimal("0.0175"))
+    # "cent_per_order": the published schedule, never underestimates (default);
+    # "centicent_per_fill": the newer per-fill $0.0001 rounding.
+    kalshi_fee_rounding: str = kind("choice:cent_per_order|centicent_per_fill", "cent_per_order")
+    kalshi_series_multipliers: dict[str, Decimal] = kind("map:decimal", {})
+    forecastex_fee_per_contract_usd: int = kind("usd", 10_000)
+    forecastex_coupon_apy_bps: int = kind("int", 0)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskLimits:
+    max_position_contracts_per_symbol: int = kind("int", 1_000)
+    max_position_contracts_per_venue: int = kind("int", 5_000)
+    max_total_exposure_usd: int = kind("usd", 10_000_000_000)
+    min_time_to_close_s: int = kind("int", 3_600)
+    max_open_executions: int = kind("int", 1)
+    symbol_cooldown_ms: int = kind("int", 1_000)
+    max_daily_realized_loss_usd: int = kind("usd", 100_000_000)
+    max_consecutive_failures: int = kind("int", 3)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionParams:
+    leg1_time_in_force: str = kind("choice:immediate_or_cancel|fill_or_kill", "immediate_or_cancel")
+    leg1_timeout_ms: int = kind("int", 2_000)
+    leg2_timeout_ms: int = kind("int", 1_500)
+    hedge_max_ms: int = kind("int", 3_000)
+    hedge_price_step_usd: int = kind("usd", 10_000)
+    hedge_max_steps: int = kind("int", 5)
+    recheck_leg2_quote: bool = kind("bool", True)
+
+
+@dataclass(frozen=True, slots=True)
+class PaperParams:
+    latency_ms: int = kind("int", 5)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionConfig:
+    mode: Mode = kind(Mode, Mode.MONITOR)  # type: ignore[arg-type]
+    detector: DetectorParams = field(default_factory=DetectorParams)
+    fees: FeeParams = field(default_factory=FeeParams)
+    risk: RiskLimits = field(default_factory=RiskLimits)
+    execution: ExecutionParams = field(default_factory=ExecutionParams)
+    paper: PaperParams = field(default_factory=PaperParams)
+    source: str = ""
+
+
+def parse_execution_config(data: dict[str, Any], file: str | Path = "<execution>") -> ExecutionConfig:
+    data = dict(data)
+    if "source" in data:
+        raise ConfigError(file, "source", "unknown setting")
+    cfg = build(ExecutionConfig, data, file)
+    return replace(cfg, source=str(file))
+
+
+def load_execution_config(path: str | Path) -> ExecutionConfig:
+    return parse_execution_config(read_toml(path), path)
+
+
+def check_live_allowed(cfg: ExecutionConfig, *, confirm_flag: bool = False, env: dict[str, str] | None = None) -> tuple[bool, str]:
+    """Live needs ``mode = "live"`` in the config AND an explicit confirmation at start."""
+    if cfg.mode is not Mode.LIVE:
+        return True, f"mode is {cfg.mode.value}: no real orders"
+    environ = os.environ if env is None else env
+    if confirm_flag or environ.get(LIVE_CONFIRM_ENV) == LIVE_CONFIRM_VALUE:
+        return True, "live trading confirmed"
+    return False, (
+        f"{cfg.source or 'the execution config'} sets mode = \"live\", which sends real orders. "
+        f"Confirm by passing --confirm-live or setting {LIVE_CONFIRM_ENV}={LIVE_CONFIRM_VALUE}; "
+        "otherwise set mode = \"paper\" or \"monitor\"."
+    )

@@ -1,0 +1,184 @@
+"""Symbol map: unified symbol ↔ Kalshi market ticker ↔ ForecastEx YES/NO contracts.
+
+The orientation is explicit (``kalshi_yes_is``): the same question can be phrased
+oppositely on the two venues, and the detector must never assume YES == YES.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from arbkit.config._toml import ConfigError, read_toml
+from arbkit.model import Outcome
+
+EXAMPLE_SYMBOLS = Path(__file__).resolve().parent.parent / "examples" / "symbols.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastExSpec:
+    """Either both conIds, or product symbol + last trade date + strike (YES=C, NO=P)."""
+
+    yes_con_id: int | None = None
+    no_con_id: int | None = None
+    symbol: str | None = None
+    last_trade_date: str | None = None  # YYYYMMDD
+    strike: Decimal | None = None
+
+    @property
+    def by_con_id(self) -> bool:
+        return self.yes_con_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Equivalence:
+    resolution_source: str = ""
+    cutoff_time: str = ""
+    verified_by: str = ""
+    verified_on: str = ""
+    notes: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolSpec:
+    symbol: str
+    kalshi_ticker: str
+    forecastex: ForecastExSpec
+    kalshi_yes_is: Outcome  # the ForecastEx outcome that pays when Kalshi YES pays
+    resolution_ts_ns: int  # when both legs pay out: capital is locked until then
+    kalshi_series: str = ""
+    equivalence: Equivalence = Equivalence()
+
+    def ibkr_equivalent(self, kalshi_outcome: Outcome) -> Outcome:
+        """ForecastEx outcome that pays exactly when ``kalshi_outcome`` pays."""
+        return self.kalshi_yes_is if kalshi_outcome is Outcome.YES else self.kalshi_yes_is.opposite
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolMap:
+    symbols: dict[str, SymbolSpec]
+    source: str = ""
+
+    def by_kalshi_ticker(self) -> dict[str, SymbolSpec]:
+        return {s.kalshi_ticker: s for s in self.symbols.values()}
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+
+def _parse_ts(value: Any, file: Path, field: str) -> int:
+    if isinstance(value, dt.datetime):
+        d = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    elif isinstance(value, dt.date):
+        d = dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    elif isinstance(value, str):
+        try:
+            d = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(file, field, f"{value!r} is not an ISO date or datetime") from None
+        if d.tzinfo is None:
+            d = d.replace(tzinfo=dt.UTC)
+    else:
+        raise ConfigError(file, field, f"{value!r}: expected a date like 2026-12-31")
+    return int(d.timestamp()) * 1_000_000_000
+
+
+def _req_str(t: dict[str, Any], key: str, file: Path, prefix: str) -> str:
+    v = t.get(key)
+    if not isinstance(v, str) or not v.strip():
+        raise ConfigError(file, f"{prefix}{key}", f"required non-empty string, got {v!r}")
+    return v.strip()
+
+
+_SYMBOL_KEYS = {
+    "kalshi_ticker",
+    "kalshi_series",
+    "kalshi_yes_is",
+    "resolution",
+    "forecastex",
+    "equivalence",
+}
+_FX_KEYS = {"yes_con_id", "no_con_id", "symbol", "last_trade_date", "strike"}
+
+
+def parse_symbol_map(data: dict[str, Any], file: str | Path = "<symbols>") -> SymbolMap:
+    f = Path(file)
+    table = data.get("symbols")
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(f, "symbols", "add at least one [symbols.NAME] table")
+    out: dict[str, SymbolSpec] = {}
+    seen_tickers: dict[str, str] = {}
+    for name, t in table.items():
+        p = f"symbols.{name}."
+        if not isinstance(t, dict):
+            raise ConfigError(f, f"symbols.{name}", "expected a table")
+        unknown = sorted(set(t) - _SYMBOL_KEYS)
+        if unknown:
+            raise ConfigError(f, p + unknown[0], f"unknown key; known: {', '.join(sorted(_SYMBOL_KEYS))}")
+        ticker = _req_str(t, "kalshi_ticker", f, p)
+        if ticker in seen_tickers:
+            raise ConfigError(f, p + "kalshi_ticker", f"{ticker!r} is already mapped by {seen_tickers[ticker]!r}")
+        seen_tickers[ticker] = name
+        yes_is = t.get("kalshi_yes_is")
+        if yes_is not in ("yes", "no"):
+            raise ConfigError(
+                f, p + "kalshi_yes_is", f"{yes_is!r}: must be \"yes\" or \"no\" (the ForecastEx outcome equal to Kalshi YES)"
+            )
+        if "resolution" not in t:
+            raise ConfigError(f, p + "resolution", "required: the date both legs pay out (capital lock-up)")
+        fx = t.get("forecastex")
+        if not isinstance(fx, dict):
+            raise ConfigError(f, p + "forecastex", "required table: yes_con_id + no_con_id, or symbol + last_trade_date + strike")
+        unknown = sorted(set(fx) - _FX_KEYS)
+        if unknown:
+            raise ConfigError(f, p + "forecastex." + unknown[0], f"unknown key; known: {', '.join(sorted(_FX_KEYS))}")
+        if "yes_con_id" in fx or "no_con_id" in fx:
+            ids = []
+            for k in ("yes_con_id", "no_con_id"):
+                v = fx.get(k)
+                if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                    raise ConfigError(f, p + "forecastex." + k, f"{v!r}: expected a positive integer conId (give both)")
+                ids.append(v)
+            if ids[0] == ids[1]:
+                raise ConfigError(f, p + "forecastex.no_con_id", "YES and NO must be different contracts")
+            spec = ForecastExSpec(yes_con_id=ids[0], no_con_id=ids[1])
+        else:
+            sym = _req_str(fx, "symbol", f, p + "forecastex.")
+            ltd = str(fx.get("last_trade_date", ""))
+            if not (len(ltd) == 8 and ltd.isdigit()):
+                raise ConfigError(f, p + "forecastex.last_trade_date", f"{ltd!r}: expected YYYYMMDD (as a string)")
+            raw_strike = fx.get("strike")
+            try:
+                if isinstance(raw_strike, bool) or raw_strike is None:
+                    raise InvalidOperation
+                strike = Decimal(repr(raw_strike) if isinstance(raw_strike, float) else str(raw_strike))
+            except InvalidOperation:
+                raise ConfigError(f, p + "forecastex.strike", f"{raw_strike!r}: expected a number") from None
+            spec = ForecastExSpec(symbol=sym, last_trade_date=ltd, strike=strike)
+        eq = t.get("equivalence", {})
+        if not isinstance(eq, dict):
+            raise ConfigError(f, p + "equivalence", "expected a table")
+        try:
+            equivalence = Equivalence(**{k: str(v) for k, v in eq.items()})
+        except TypeError:
+            raise ConfigError(
+                f, p + "equivalence", "known keys: resolution_source, cutoff_time, verified_by, verified_on, notes"
+            ) from None
+        series = t.get("kalshi_series") or ticker.split("-", 1)[0]
+        out[name] = SymbolSpec(
+            symbol=name,
+            kalshi_ticker=ticker,
+            forecastex=spec,
+            kalshi_yes_is=Outcome(yes_is),
+            resolution_ts_ns=_parse_ts(t["resolution"], f, p + "resolution"),
+            kalshi_series=str(series),
+            equivalence=equivalence,
+        )
+    return SymbolMap(out, str(f))
+
+
+def load_symbol_map(path: str | Path) -> SymbolMap:
+    return parse_symbol_map(read_toml(path), path)
