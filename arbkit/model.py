@@ -68,12 +68,13 @@ def _parse_fixed(value: object, digits: int, field_name: str) -> int:
                     field_name, value, f"has more than {digits} decimal places (not exact)"
                 )
             frac = frac[:digits]
-        n = int(whole or "0") * 10**digits + int(frac.ljust(digits, "0") or "0")
+        n: int = int(whole or "0") * 10**digits + int(frac.ljust(digits, "0") or "0")
         return -n if neg else n
     if isinstance(value, bool):
         raise ConversionError(field_name, value, "is a boolean, expected a number")
     if isinstance(value, int):
-        return value * 10**digits
+        scale: int = 10**digits
+        return value * scale
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ConversionError(field_name, value, "is not finite")
