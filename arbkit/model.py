@@ -188,11 +188,15 @@ def qty_to_decimal(q: int) -> Decimal:
 
 
 class Venue(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons; C-level hash for hot-path dict keys
+
     KALSHI = "kalshi"
     IBKR = "ibkr"
 
 
 class Outcome(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons; C-level hash for hot-path dict keys
+
     YES = "yes"
     NO = "no"
 
@@ -202,11 +206,15 @@ class Outcome(enum.Enum):
 
 
 class BookSide(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons; C-level hash for hot-path dict keys
+
     BID = "bid"
     ASK = "ask"
 
 
 class TickKind(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons; C-level hash for hot-path dict keys
+
     LEVEL = "level"  # set the absolute size at one price (0 removes the level)
     RESET = "reset"  # clear the side(s); ``valid`` says whether the book is usable afterwards
 

@@ -28,11 +28,10 @@ walked and the marginal fee k·P(1−P) rises slower than P), and g(n) ≤ E(n).
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 from arbkit.arbitrage.fee_model import FeeModel, KalshiFeeSchedule
-from arbkit.book.order_book import AskLadder, SymbolBook
+from arbkit.book.order_book import AskLadder, Combo, SymbolBook
 from arbkit.config.execution_loader import DetectorParams
 from arbkit.model import (
     MONEY_SCALE,
@@ -41,7 +40,6 @@ from arbkit.model import (
     Leg,
     Money,
     Opportunity,
-    Outcome,
     Price,
     Qty,
     Venue,
@@ -122,20 +120,8 @@ def _take_levels(ladder: AskLadder, max_price_excl: int, cap_qty: int) -> list[t
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Combo:
-    label: str
-    kalshi_outcome: Outcome
-    ibkr_outcome: Outcome
-
-
 def combos_for(book: SymbolBook) -> tuple[Combo, Combo]:
-    spec = book.spec
-    out = []
-    for ko in (Outcome.YES, Outcome.NO):
-        fo = spec.ibkr_equivalent(ko.opposite)
-        out.append(Combo(f"kalshi_{ko.value}+ibkr_{fo.value}", ko, fo))
-    return out[0], out[1]
+    return book.combos
 
 
 class ArbitrageDetector:
@@ -155,7 +141,7 @@ class ArbitrageDetector:
         """Every combination with an opportunity, best expected profit first."""
         self.evaluations += 1
         out: list[Opportunity] = []
-        for combo in combos_for(book):
+        for combo in book.combos:
             opp = self.evaluate_combo(book, combo, now_ns, venue_alive_ns)
             if opp is not None:
                 out.append(opp)
@@ -207,22 +193,61 @@ class ArbitrageDetector:
         cap_qty = params.max_contracts_per_trade * QTY_SCALE
         kw = _Walk(_take_levels(kl, PRICE_SCALE - bf, cap_qty), sched)
         fw = _Walk(_take_levels(fl, PRICE_SCALE - bk, cap_qty), None)
-        n_cap = min(params.max_contracts_per_trade, kw.total // QTY_SCALE, fw.total // QTY_SCALE)
-        if n_cap < 1:
+        q_cap = min(cap_qty, kw.total, fw.total) // QTY_SCALE * QTY_SCALE
+        if q_cap < QTY_SCALE:
             return None
+        # One pass over merged segments (both legs' prices constant) finds, in qty units:
+        # where the marginal gross edge ends, where marginal E ends (E's peak), where the
+        # average-edge constraint H(q) = 100·E(q) − q·min_edge (scaled) turns negative,
+        # and where gross cost passes the notional cap.
+        max_notional = params.max_notional_usd_per_trade
+        e_den = min_edge * den
+        q_gross = q_peak = q_edge = q_notional = -1
+        q = cost = h = 0
+        ik = jf = 0
+        k_ends, k_prices, f_ends, f_prices = kw.ends, kw.prices, fw.ends, fw.prices
+        while q < q_cap:
+            pk, pf = k_prices[ik], f_prices[jf]
+            seg_end = min(k_ends[ik], f_ends[jf], q_cap)
+            seg = seg_end - q
+            if q_gross < 0 and pk + pf >= PRICE_SCALE:
+                q_gross = q
+            s_e = (MONEY_SCALE - QTY_SCALE * (pk + pf) - fx_fee) * den - QTY_SCALE * num * pk * (
+                _TERM - pk
+            )
+            if q_peak < 0 and s_e <= 0:
+                q_peak = q
+            slope_h = s_e - e_den
+            if q_edge < 0 and h + slope_h * seg < 0:
+                q_edge = q + h // -slope_h
+            if q_notional < 0 and cost + (pk + pf) * seg > max_notional:
+                q_notional = q + (max_notional - cost) // (pk + pf)
+            h += slope_h * seg
+            cost += (pk + pf) * seg
+            q = seg_end
+            if q == k_ends[ik]:
+                ik += 1
+            if q == f_ends[jf]:
+                jf += 1
+            if q_gross >= 0 and q >= q_gross + QTY_SCALE:  # q_peak ≤ q_gross; H ≥ 0 so far
+                break
+        q_gross = q_cap if q_gross < 0 else q_gross
+        q_peak = q_cap if q_peak < 0 else q_peak
+        q_edge = q_cap if q_edge < 0 else q_edge
+        q_notional = q_cap if q_notional < 0 else q_notional
 
         def gross_cost(n: int) -> int:
-            q = n * QTY_SCALE
-            return kw.cost_at(q) + fw.cost_at(q)
+            qq = n * QTY_SCALE
+            return kw.cost_at(qq) + fw.cost_at(qq)
 
-        # Last n whose marginal contract still has positive gross edge (non-increasing).
-        def marginal_gross_pos(n: int) -> bool:
-            prev = gross_cost(n - 1) if n > 1 else 0
-            return MONEY_SCALE - (gross_cost(n) - prev) > 0
-
-        n_hi = _last_true(1, n_cap, marginal_gross_pos)
-        max_notional = params.max_notional_usd_per_trade
-        n_hi = min(n_hi, _last_true(1, n_hi, lambda n: gross_cost(n) <= max_notional))
+        # Contracts wholly before q_gross have positive marginal gross edge; the one
+        # straddling it is checked exactly; every later one is ≤ 0 (g only falls there).
+        n_hi = q_gross // QTY_SCALE
+        if q_gross % QTY_SCALE and q_gross < q_cap:
+            n0 = n_hi + 1
+            if gross_cost(n0) - (gross_cost(n0 - 1) if n0 > 1 else 0) < MONEY_SCALE:
+                n_hi = n0
+        n_hi = min(n_hi, q_cap // QTY_SCALE, q_notional // QTY_SCALE)
         if n_hi < 1:
             return None
 
@@ -264,8 +289,13 @@ class ArbitrageDetector:
             for n in range(1, n_hi + 1):
                 consider(n)
         else:
-            e_peak = _last_true(1, n_hi, lambda n: n == 1 or e_scaled(n) - e_scaled(n - 1) > 0)
-            n_edge = _last_true(1, n_hi, lambda n: e_scaled(n) >= n * min_edge * den)
+            e_peak = q_peak // QTY_SCALE
+            if q_peak % QTY_SCALE and q_peak < q_cap:
+                n0 = e_peak + 1
+                if e_scaled(n0) - (e_scaled(n0 - 1) if n0 > 1 else 0) > 0:
+                    e_peak = n0
+            e_peak = max(1, min(e_peak, n_hi))
+            n_edge = min(q_edge // QTY_SCALE, n_hi)
             n_start = min(e_peak, n_edge)
             # Downward: E increases with n here, so stop once E(n) < best g.
             n = n_start
@@ -304,16 +334,3 @@ class ArbitrageDetector:
             ibkr_book_ts_ns=fl.updated_ns,
             detected_ts_ns=now_ns,
         )
-
-
-def _last_true(lo: int, hi: int, pred: Callable[[int], bool]) -> int:
-    """Largest n in [lo, hi] with pred(n), for a predicate true on a prefix; lo−1 if none."""
-    if hi < lo or not pred(lo):
-        return lo - 1
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if pred(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from arbkit.config.loader import SymbolMap, SymbolSpec
 from arbkit.model import (
@@ -68,10 +69,19 @@ class AskLadder:
         return f"AskLadder(valid={self.valid}, top={top})"
 
 
+@dataclass(frozen=True, slots=True)
+class Combo:
+    """One cross-venue pair: buying both outcomes pays exactly $1 per contract."""
+
+    label: str
+    kalshi_outcome: Outcome
+    ibkr_outcome: Outcome
+
+
 class SymbolBook:
     """Four ladders for one unified symbol, plus the orientation that pairs them."""
 
-    __slots__ = ("_ladders", "_pair", "spec", "symbol", "version")
+    __slots__ = ("_ladders", "_pair", "combos", "spec", "symbol", "version")
 
     def __init__(self, spec: SymbolSpec) -> None:
         self.spec = spec
@@ -83,11 +93,14 @@ class SymbolBook:
         # Each ladder's arbitrage partner: Kalshi X pairs with the ForecastEx outcome
         # that pays exactly when Kalshi X does *not*.
         pair: dict[tuple[Venue, Outcome], AskLadder] = {}
-        for ko in Outcome:
+        combos: list[Combo] = []
+        for ko in (Outcome.YES, Outcome.NO):
             fx = spec.ibkr_equivalent(ko.opposite)
             pair[(Venue.KALSHI, ko)] = self._ladders[(Venue.IBKR, fx)]
             pair[(Venue.IBKR, fx)] = self._ladders[(Venue.KALSHI, ko)]
+            combos.append(Combo(f"kalshi_{ko.value}+ibkr_{fx.value}", ko, fx))
         self._pair = pair
+        self.combos = (combos[0], combos[1])
 
     def ladder(self, venue: Venue, outcome: Outcome) -> AskLadder:
         return self._ladders[(venue, outcome)]
