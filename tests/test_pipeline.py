@@ -26,7 +26,7 @@ def test_episodes_start_persist_and_end(symbol_map: SymbolMap) -> None:
     assert [e.combo for e in r.ended] == ["kalshi_yes+ibkr_no"]
     assert r.ended[0].duration_ns == 3_000_000_000 - 1
     s = pipe.spread("SYM", NOW_NS)
-    assert s.kalshi_yes_ask == 5600 and s.ibkr_no_ask == 4500 and s.cost_kalshi_yes_combo == 10_100
+    assert s.kalshi_yes_ask == 5600 and s.ibkr_no_ask == 4500 and s.cost_kalshi_yes == 10_100
 
 
 def test_pause_skips_detection(symbol_map: SymbolMap) -> None:

@@ -18,7 +18,7 @@ from arbkit.arbitrage.fee_model import FeeModel
 from arbkit.book.order_book import CentralOrderBook, SymbolBook
 from arbkit.config.execution_loader import DetectorParams, FeeParams
 from arbkit.config.loader import SymbolMap
-from arbkit.model import PRICE_SCALE, NormalizedTick, Opportunity, Outcome, Venue
+from arbkit.model import PRICE_SCALE, NormalizedTick, Opportunity, Outcome, Price, Qty, Venue
 
 
 @dataclass(slots=True)
@@ -61,16 +61,16 @@ class SpreadSample:
 
     ts_ns: int
     symbol: str
-    kalshi_yes_ask: int | None
-    kalshi_no_ask: int | None
-    ibkr_yes_ask: int | None
-    ibkr_no_ask: int | None
-    kalshi_yes_size: int
-    kalshi_no_size: int
-    ibkr_yes_size: int
-    ibkr_no_size: int
-    cost_kalshi_yes_combo: int | None  # Kalshi YES ask + its ForecastEx partner's ask
-    cost_kalshi_no_combo: int | None
+    kalshi_yes_ask: Price | None = None
+    kalshi_yes_size: Qty | None = None
+    kalshi_no_ask: Price | None = None
+    kalshi_no_size: Qty | None = None
+    ibkr_yes_ask: Price | None = None
+    ibkr_yes_size: Qty | None = None
+    ibkr_no_ask: Price | None = None
+    ibkr_no_size: Qty | None = None
+    cost_kalshi_yes: int | None = None  # Kalshi YES ask + its ForecastEx partner's ask
+    cost_kalshi_no: int | None = None
 
 
 class DetectionPipeline:
@@ -161,12 +161,12 @@ class DetectionPipeline:
     def spread(self, symbol: str, now_ns: int) -> SpreadSample:
         b = self.book[symbol]
 
-        def top(v: Venue, o: Outcome) -> tuple[int | None, int]:
+        def top(v: Venue, o: Outcome) -> tuple[Price | None, Qty | None]:
             lad = b.ladder(v, o)
             if not lad.valid or not lad.prices:
-                return None, 0
+                return None, None
             p = lad.prices[0]
-            return p, lad.sizes[p]
+            return Price(p), Qty(lad.sizes[p])
 
         ky, kys = top(Venue.KALSHI, Outcome.YES)
         kn, kns = top(Venue.KALSHI, Outcome.NO)
@@ -183,7 +183,7 @@ class DetectionPipeline:
             a = asks[(Venue.KALSHI, combo.kalshi_outcome)]
             c = asks[(Venue.IBKR, combo.ibkr_outcome)]
             costs.append(a + c if a is not None and c is not None else None)
-        return SpreadSample(now_ns, symbol, ky, kn, fy, fn, kys, kns, fys, fns, costs[0], costs[1])
+        return SpreadSample(now_ns, symbol, ky, kys, kn, kns, fy, fys, fn, fns, costs[0], costs[1])
 
 
 def edge_price_units(sample_cost: int | None) -> int | None:
