@@ -552,7 +552,8 @@ class TwsServer:
             return
         contract = found[0]
         market, outcome = self._market_of[contract.con_id]
-        action, qty_s, order_type, lmt_s, tif = f[16], f[17], f[18], f[19], f[21].upper()
+        action, qty_s, order_type, lmt_s = f[16], f[17], f[18], f[19]
+        tif = f[21].upper() or "DAY"  # TWS's default time in force
         self._perm_seq += 1
         view = OrderView(
             order_id, s.client_id, self._perm_seq, contract, action, 0, order_type, lmt_s, tif,
