@@ -445,7 +445,7 @@ class TwsServer:
 
     def _start_api(self, s: _Session, f: list[str]) -> None:
         client_id = int(f[2])
-        if any(o.started and o.client_id == client_id for o in self._sessions if o is not s):
+        if any(o.started and not o.closed and o.client_id == client_id for o in self._sessions if o is not s):
             s.send(w.error(s.sv, -1, 326, f"Unable to connect as the client id {client_id} is already in use."))
             s.abort()
             return
