@@ -368,7 +368,9 @@ class IbkrGateway:
                 strike=float(fx.strike or 0),
                 right=RIGHT_OF[outcome],
             )
-        gap = self.contract_request_interval_ms / 1000 - (time.monotonic() - self._last_contract_req)
+        gap = self.contract_request_interval_ms / 1000 - (
+            time.monotonic() - self._last_contract_req
+        )
         if gap > 0:
             await asyncio.sleep(gap)
         self._last_contract_req = time.monotonic()
@@ -377,7 +379,9 @@ class IbkrGateway:
         if not details:
             raise ContractError(f"{spec.symbol} {outcome.value}: no ForecastEx contract found")
         if len(details) > 1:
-            raise ContractError(f"{spec.symbol} {outcome.value}: ambiguous ({len(details)} contracts)")
+            raise ContractError(
+                f"{spec.symbol} {outcome.value}: ambiguous ({len(details)} contracts)"
+            )
         c = details[0].contract
         if c is None:
             raise ContractError(f"{spec.symbol} {outcome.value}: empty contract details")
@@ -416,7 +420,7 @@ class IbkrGateway:
                 n.lastTradeDateOrContractMonth,
                 n.strike,
             ):
-                msg = f"{spec.symbol}: YES conId {y.conId} and NO conId {n.conId} are different questions"
+                msg = f"{spec.symbol}: YES {y.conId} and NO {n.conId} are different questions"
                 self.contract_errors[spec.symbol] = msg
                 self.health.extra["contract_errors"] = len(self.contract_errors)
                 log.error("ibkr: %s", msg)

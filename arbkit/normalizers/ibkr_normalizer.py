@@ -124,7 +124,9 @@ class IbkrNormalizer:
                 )
             ]
         out = [
-            NormalizedTick.reset(symbol, Venue.IBKR, valid=True, outcome=outcome, recv_ts_ns=recv_ts_ns)
+            NormalizedTick.reset(
+                symbol, Venue.IBKR, valid=True, outcome=outcome, recv_ts_ns=recv_ts_ns
+            )
         ]
         if level is not None and level[1] > 0:
             out.append(
@@ -142,12 +144,16 @@ class IbkrNormalizer:
         self.stale_resets += 1
         symbol, outcome = entry
         return [
-            NormalizedTick.reset(symbol, Venue.IBKR, valid=False, outcome=outcome, recv_ts_ns=recv_ts_ns)
+            NormalizedTick.reset(
+                symbol, Venue.IBKR, valid=False, outcome=outcome, recv_ts_ns=recv_ts_ns
+            )
         ]
 
     def invalidate_all(self, recv_ts_ns: int) -> list[NormalizedTick]:
         """Disconnect: every mapped contract is unusable until it quotes again."""
         return [
-            NormalizedTick.reset(symbol, Venue.IBKR, valid=False, outcome=outcome, recv_ts_ns=recv_ts_ns)
+            NormalizedTick.reset(
+                symbol, Venue.IBKR, valid=False, outcome=outcome, recv_ts_ns=recv_ts_ns
+            )
             for symbol, outcome in self.con_id_map.values()
         ]

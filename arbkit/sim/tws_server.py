@@ -42,6 +42,8 @@ CENT = 100
 MIN_PRICE = 200  # $0.02
 MAX_PRICE = 9_900  # $0.99
 EMPTY_TICK = ("-1", 0)
+ZERO_USD = Money(0)
+DEFAULT_CASH_USD = Money(100_000 * MONEY_SCALE)
 
 TICK_BID, TICK_ASK = 1, 2
 LIVE_STATES = frozenset({"PreSubmitted", "Submitted", "PendingCancel"})
@@ -59,7 +61,8 @@ def _fmt_strike(strike: object) -> str:
 
 def _local_symbol(symbol: str, last_trade_date: str, strike: str, right: str) -> str:
     d = dt.datetime.strptime(last_trade_date, "%Y%m%d")
-    return f"{symbol} {d.strftime('%b%d')}'{d.strftime('%y')} {strike} {'YES' if right == 'C' else 'NO'}"
+    side = "YES" if right == "C" else "NO"
+    return f"{symbol} {d.strftime('%b%d')}'{d.strftime('%y')} {strike} {side}"
 
 
 def _sessions_24h(days: int = 7) -> str:
@@ -91,7 +94,7 @@ class _Order:
     limit: int  # Price units
     session_key: int  # client id
     hold: bool = False  # fault: never fills
-    cost: Money = Money(0)
+    cost: int = 0  # Money units
     done: bool = False
     cancel_remainder: bool = False  # IOC: cancel what is left after matching
 
@@ -109,7 +112,9 @@ class _Exec:
 
 
 class _Session:
-    def __init__(self, server: TwsServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    def __init__(
+        self, server: TwsServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ):
         self.server = server
         self.reader = reader
         self.writer = writer
@@ -142,8 +147,8 @@ class TwsServer:
         *,
         server_version: int = w.MAX_CLIENT_VERSION,
         account: str = "DU1234567",
-        commission_per_contract_usd: Money = Money(0),
-        starting_cash_usd: Money = Money(100_000 * MONEY_SCALE),
+        commission_per_contract_usd: Money = ZERO_USD,
+        starting_cash_usd: Money = DEFAULT_CASH_USD,
         next_valid_id: int = 1,
     ) -> None:
         if not w.MIN_CLIENT_VERSION <= server_version <= w.MAX_CLIENT_VERSION:
@@ -195,7 +200,7 @@ class TwsServer:
             76: self._req_account_updates_multi,
             77: lambda s, f: s.multi_reqs.discard(int(f[2])),
             62: self._req_account_summary,
-            63: lambda s, f: s.summary_reqs.pop(int(f[2]), None),
+            63: self._cancel_account_summary,
             7: self._req_executions,
             9: self._req_contract_details,
             1: self._req_mkt_data,
@@ -301,7 +306,10 @@ class TwsServer:
         k = _fmt_strike(strike)
         hours = trading_hours if trading_hours is not None else _sessions_24h()
         made: dict[Outcome, TwsContract] = {}
-        for outcome, con_id, right in ((Outcome.YES, yes_con_id, "C"), (Outcome.NO, no_con_id, "P")):
+        for outcome, con_id, right in (
+            (Outcome.YES, yes_con_id, "C"),
+            (Outcome.NO, no_con_id, "P"),
+        ):
             if con_id in self.contracts:
                 raise ValueError(f"conId {con_id} already listed")
             made[outcome] = c = TwsContract(
@@ -313,7 +321,9 @@ class TwsServer:
                 trading_hours=hours, liquid_hours=hours, category="ForecastEx",
             )  # fmt: skip
             self.contracts[con_id] = c
-        m = _Market(market_id, made[Outcome.YES], made[Outcome.NO], {Outcome.YES: {}, Outcome.NO: {}})
+        m = _Market(
+            market_id, made[Outcome.YES], made[Outcome.NO], {Outcome.YES: {}, Outcome.NO: {}}
+        )
         self.markets[market_id] = m
         self._market_of[yes_con_id] = (m, Outcome.YES)
         self._market_of[no_con_id] = (m, Outcome.NO)
@@ -392,7 +402,7 @@ class TwsServer:
         self._sessions.add(s)
         task = asyncio.current_task()
         if task is not None:
-            self._tasks.add(task)  # type: ignore[arg-type]
+            self._tasks.add(task)
         try:
             if await reader.readexactly(4) != b"API\0":
                 return
@@ -419,7 +429,7 @@ class TwsServer:
             s.closed = True
             self._sessions.discard(s)
             if task is not None:
-                self._tasks.discard(task)  # type: ignore[arg-type]
+                self._tasks.discard(task)
             for req_id, con_id in s.mkt.items():
                 self._subs[con_id].pop((s, req_id), None)
             with contextlib.suppress(Exception):
@@ -445,8 +455,19 @@ class TwsServer:
 
     def _start_api(self, s: _Session, f: list[str]) -> None:
         client_id = int(f[2])
-        if any(o.started and not o.closed and o.client_id == client_id for o in self._sessions if o is not s):
-            s.send(w.error(s.sv, -1, 326, f"Unable to connect as the client id {client_id} is already in use."))
+        if any(
+            o.started and not o.closed and o.client_id == client_id
+            for o in self._sessions
+            if o is not s
+        ):
+            s.send(
+                w.error(
+                    s.sv,
+                    -1,
+                    326,
+                    f"Unable to connect as the client id {client_id} is already in use.",
+                )
+            )
             s.abort()
             return
         s.client_id = client_id
@@ -496,7 +517,9 @@ class TwsServer:
         req_id = int(f[2])
         found = self._find(f[3:15])
         if not found:
-            s.send(w.error(s.sv, req_id, 200, "No security definition has been found for the request"))
+            s.send(
+                w.error(s.sv, req_id, 200, "No security definition has been found for the request")
+            )
             return
         s.send(*(w.contract_details(s.sv, req_id, c) for c in found), [52, 1, req_id])
 
@@ -506,7 +529,9 @@ class TwsServer:
         req_id = int(f[2])
         found = self._find(f[3:15])
         if len(found) != 1 or found[0].con_id not in self._market_of:
-            s.send(w.error(s.sv, req_id, 200, "No security definition has been found for the request"))
+            s.send(
+                w.error(s.sv, req_id, 200, "No security definition has been found for the request")
+            )
             return
         con_id = found[0].con_id
         snapshot = f[-3] == "1"
@@ -548,7 +573,11 @@ class TwsServer:
             return
         found = self._find(f[2:14])
         if len(found) != 1 or found[0].con_id not in self._market_of:
-            s.send(w.error(s.sv, order_id, 200, "No security definition has been found for the request"))
+            s.send(
+                w.error(
+                    s.sv, order_id, 200, "No security definition has been found for the request"
+                )
+            )
             return
         contract = found[0]
         market, outcome = self._market_of[contract.con_id]
@@ -601,7 +630,9 @@ class TwsServer:
         self._execute(o, cap)
 
     @staticmethod
-    def _validate(action: str, qty_s: str, order_type: str, lmt_s: str, tif: str) -> tuple[str, int, int]:
+    def _validate(
+        action: str, qty_s: str, order_type: str, lmt_s: str, tif: str
+    ) -> tuple[str, int, int]:
         """ForecastEx rules (reference/ibkr.md §A4); returns (reason or "", contracts, limit)."""
         try:
             qty_d = Decimal(qty_s)
@@ -620,7 +651,11 @@ class TwsServer:
         if qty <= 0:
             return f"quantity {qty_s} must be a positive whole number of contracts", qty, limit
         if limit < 0 or limit % CENT:
-            return f"price {lmt_s} does not conform to the $0.01 minimum price variation", qty, limit
+            return (
+                f"price {lmt_s} does not conform to the $0.01 minimum price variation",
+                qty,
+                limit,
+            )
         if not MIN_PRICE <= limit <= MAX_PRICE:
             return f"price {lmt_s} is outside 0.02-0.99", qty, limit
         return "", qty, limit
@@ -656,7 +691,7 @@ class TwsServer:
             need -= take
             price = PAIR_PRICE - q
             v.filled += take
-            o.cost = Money(o.cost + price * take * QTY_SCALE)
+            o.cost += price * take * QTY_SCALE
             v.avg_fill_price = w.fmt_price(o.cost // (v.filled * QTY_SCALE))
             v.last_fill_price = w.fmt_price(price)
             self._exec_seq += 1
@@ -702,7 +737,10 @@ class TwsServer:
         owner = self._session_of(o.session_key)
         v = o.view
         if owner is not None:
-            msgs = [w.exec_details(owner.sv, -1, v, e.exec_id, e.time_str, e.shares, e.price, e.cum_qty) for e in fills]
+            msgs = [
+                w.exec_details(owner.sv, -1, v, e.exec_id, e.time_str, e.shares, e.price, e.cum_qty)
+                for e in fills
+            ]
             msgs += [w.open_order(owner.sv, v), w.order_status(v)]
             msgs += [w.commission_report(e.exec_id, e.commission) for e in fills]
             owner.send(*msgs)
@@ -741,7 +779,7 @@ class TwsServer:
         if o is None:
             s.send(w.error(s.sv, order_id, 135, f"Can't find order with id ={order_id}"))
         elif o.done:
-            text = f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {o.view.status}."
+            text = f"OrderId {order_id} cannot be cancelled, state: {o.view.status}."
             s.send(w.error(s.sv, order_id, 161, text))
         else:
             self._cancel(o, error=True)
@@ -772,7 +810,9 @@ class TwsServer:
             if client_id and e.order.session_key != client_id:
                 continue
             v = e.order.view
-            msgs.append(w.exec_details(s.sv, req_id, v, e.exec_id, e.time_str, e.shares, e.price, e.cum_qty))
+            msgs.append(
+                w.exec_details(s.sv, req_id, v, e.exec_id, e.time_str, e.shares, e.price, e.cum_qty)
+            )
             msgs.append(w.commission_report(e.exec_id, e.commission))
         s.send(*msgs, [55, 1, req_id])
 
@@ -792,7 +832,9 @@ class TwsServer:
             "GrossPositionValue": w.fmt_money(at_cost),
         }
 
-    def _position_rows(self, con_ids: Sequence[int] | None = None) -> list[tuple[TwsContract, int, str, str]]:
+    def _position_rows(
+        self, con_ids: Sequence[int] | None = None
+    ) -> list[tuple[TwsContract, int, str, str]]:
         rows = []
         for con_id in con_ids if con_ids is not None else list(self.positions):
             n, cost = self.positions.get(con_id, (0, Money(0)))
@@ -810,7 +852,9 @@ class TwsServer:
         s.positions_sub = False
 
     def _account_msgs(self, con_ids: Sequence[int] | None, *, only_held: bool) -> list[list[Field]]:
-        msgs: list[list[Field]] = [[6, 2, k, v, "USD", self.account] for k, v in self.account_values().items()]
+        msgs: list[list[Field]] = [
+            [6, 2, k, v, "USD", self.account] for k, v in self.account_values().items()
+        ]
         for c, n, avg, value in self._position_rows(con_ids):
             if n or not only_held:
                 msgs.append(w.portfolio(self.account, c, n, avg, value, avg))
@@ -835,9 +879,14 @@ class TwsServer:
         tags = [t for t in f[4].split(",") if t]
         vals = self.account_values()
         rows: list[list[Field]] = [
-            [63, 1, req_id, self.account, t, vals[t], "USD"] for t in (tags or list(vals)) if t in vals
+            [63, 1, req_id, self.account, t, vals[t], "USD"]
+            for t in (tags or list(vals))
+            if t in vals
         ]
         s.send(*rows, [64, 1, req_id])
+
+    def _cancel_account_summary(self, s: _Session, f: list[str]) -> None:
+        s.summary_reqs.pop(int(f[2]), None)
 
     def _push_portfolio(self, m: _Market) -> None:
         con_ids = [m.yes.con_id, m.no.con_id]
@@ -851,7 +900,10 @@ class TwsServer:
             if s.account_sub:
                 msgs += self._account_msgs(con_ids, only_held=False)
             for req_id in s.multi_reqs:
-                msgs += [[73, 1, req_id, self.account, "", k, v, "USD"] for k, v in self.account_values().items()]
+                msgs += [
+                    [73, 1, req_id, self.account, "", k, v, "USD"]
+                    for k, v in self.account_values().items()
+                ]
             if msgs:
                 s.send(*msgs)
 

@@ -11,7 +11,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from arbkit.model import MONEY_SCALE, PRICE_SCALE, Money, Price
+from arbkit.model import MONEY_SCALE, PRICE_SCALE, Money
 
 MIN_CLIENT_VERSION = 157
 MAX_CLIENT_VERSION = 178
@@ -272,7 +272,7 @@ def exec_details(
     exec_id: str,
     time_str: str,
     shares: int,
-    price: Price,
+    price: int,
     cum_qty: int,
 ) -> list[Field]:
     c = o.contract

@@ -26,7 +26,9 @@ def add_markets(server: TwsServer) -> None:
     )  # fmt: skip
 
 
-def set_book(server: TwsServer, market: str, yes: list[tuple[str, int]], no: list[tuple[str, int]]) -> None:
+def set_book(
+    server: TwsServer, market: str, yes: list[tuple[str, int]], no: list[tuple[str, int]]
+) -> None:
     """Bid ladders given as ("0.45", contracts)."""
     for outcome, levels in ((Outcome.YES, yes), (Outcome.NO, no)):
         ladder = [(Price(round(float(p) * 10_000)), Qty(n * 100)) for p, n in levels]
@@ -41,7 +43,11 @@ def symbol_map() -> SymbolMap:
                     "kalshi_ticker": "KXFED-26DEC-T3.75",
                     "kalshi_yes_is": "yes",
                     "resolution": "2026-12-10",
-                    "forecastex": {"symbol": "FF", "last_trade_date": "20261209", "strike": "3.625"},
+                    "forecastex": {
+                        "symbol": "FF",
+                        "last_trade_date": "20261209",
+                        "strike": "3.625",
+                    },
                 },
                 "NYC-HIGH": {
                     "kalshi_ticker": "KXHIGHNY-26DEC01-T60",

@@ -32,16 +32,14 @@ async def until(cond: Callable[[], bool], timeout_s: float = 3.0) -> None:
         await asyncio.sleep(0.005)
 
 
-def last_ask(sink: TickSink, symbol: str, outcome: Outcome) -> tuple[Price, Qty] | None | str:
+def last_ask(sink: TickSink, symbol: str, outcome: Outcome) -> tuple[Price, Qty] | str | None:
     """The state the last snapshot for (symbol, outcome) leaves: level, None (empty), 'invalid'."""
-    state: tuple[Price, Qty] | None | str = "unseen"
+    state: tuple[Price, Qty] | str | None = "unseen"
     for t in sink.ticks:
         if t.symbol != symbol or t.outcome is not outcome:
             continue
-        if t.kind is TickKind.RESET:
-            state = None if t.valid else "invalid"
-        else:
-            state = (t.price, t.size)
+        is_reset = t.kind is TickKind.RESET
+        state = (None if t.valid else "invalid") if is_reset else (t.price, t.size)
     return state
 
 

@@ -49,7 +49,9 @@ async def test_ioc_fills_across_levels_with_fees(tws: TwsServer, client: IbkrOrd
     assert tws.orders_by_ref["e1-k-1"] == 1
 
 
-async def test_ioc_partial_fill_leaves_rest_cancelled(tws: TwsServer, client: IbkrOrderClient) -> None:
+async def test_ioc_partial_fill_leaves_rest_cancelled(
+    tws: TwsServer, client: IbkrOrderClient
+) -> None:
     tws.partial_fill_next_order(3)
     r = await client.place_limit(req("e2-k-1", qty=10), timeout_s=2)
     assert r.state is OrderState.CANCELLED and r.filled_qty == Qty(300)
@@ -76,7 +78,9 @@ async def test_reject_by_venue_and_before_sending(tws: TwsServer, client: IbkrOr
     assert not any(ref.startswith("x") for ref in tws.orders_by_ref)
 
 
-async def test_never_filled_ioc_times_out_and_is_cancelled(tws: TwsServer, client: IbkrOrderClient) -> None:
+async def test_never_filled_ioc_times_out_and_is_cancelled(
+    tws: TwsServer, client: IbkrOrderClient
+) -> None:
     tws.never_fill_next_order()
     r = await client.place_limit(req("e4-k-1"), timeout_s=0.2)
     assert r.state is OrderState.CANCELLED and r.filled_qty == 0
@@ -110,7 +114,9 @@ async def test_positions_net_after_buying_opposite(tws: TwsServer, client: IbkrO
     assert await client.balance() == Money(start - 8 * 480_000 - 10 * 560_000 + 8 * MONEY_SCALE)
 
 
-async def test_order_found_by_client_id_after_restart(tws: TwsServer, client: IbkrOrderClient) -> None:
+async def test_order_found_by_client_id_after_restart(
+    tws: TwsServer, client: IbkrOrderClient
+) -> None:
     assert await client.order_status("e8-k-1") is None
     r = await client.place_limit(req("e8-k-1", qty=3), timeout_s=2)
     assert r.state is OrderState.FILLED

@@ -10,7 +10,7 @@ from ib_async import IB, Contract, LimitOrder, Ticker
 from arbkit.model import MONEY_SCALE, Money, Outcome
 from arbkit.sim.tws_server import TwsServer
 
-from .conftest import FF_NO, FF_YES, WX_NO, set_book
+from .conftest import FF_NO, FF_YES, set_book
 
 
 async def connect(server: TwsServer, client_id: int = 1) -> IB:
@@ -43,8 +43,10 @@ async def test_connect_completes_quickly_at_negotiated_version(tws: TwsServer) -
 async def test_contract_details_match_unknown_ambiguous(tws: TwsServer) -> None:
     ib = await connect(tws)
     try:
-        yes = Contract(symbol="FF", secType="OPT", exchange="FORECASTX", currency="USD",
-                       lastTradeDateOrContractMonth="20261209", strike=3.625, right="C")  # fmt: skip
+        yes = Contract(
+            symbol="FF", secType="OPT", exchange="FORECASTX", currency="USD",
+            lastTradeDateOrContractMonth="20261209", strike=3.625, right="C",
+        )  # fmt: skip
         no = Contract(conId=FF_NO, exchange="FORECASTX")
         unknown = Contract(symbol="FF", secType="OPT", exchange="FORECASTX", strike=9.0, right="C")
         both = Contract(symbol="FF", secType="OPT", exchange="FORECASTX", strike=3.625)
@@ -54,10 +56,16 @@ async def test_contract_details_match_unknown_ambiguous(tws: TwsServer) -> None:
         assert q[2] is None  # error 200
         assert q[3] is None  # ambiguous: YES and NO both match
         [cd] = await ib.reqContractDetailsAsync(Contract(conId=FF_YES, exchange="FORECASTX"))
-        assert cd.underConId == 658663572 and cd.minTick == 0.01 and cd.realExpirationDate == "20261209"
+        assert (
+            cd.underConId == 658663572
+            and cd.minTick == 0.01
+            and cd.realExpirationDate == "20261209"
+        )
         assert cd.contract is not None and cd.contract.localSymbol == "FF Dec09'26 3.625 YES"
         assert cd.timeZoneId == "US/Central" and cd.tradingHours
-        chain = await ib.reqContractDetailsAsync(Contract(symbol="FF", secType="OPT", exchange="FORECASTX"))
+        chain = await ib.reqContractDetailsAsync(
+            Contract(symbol="FF", secType="OPT", exchange="FORECASTX")
+        )
         assert {d.contract.right for d in chain if d.contract} == {"C", "P"}
     finally:
         ib.disconnect()
@@ -97,7 +105,8 @@ async def test_order_fill_reject_cancel_and_netting(tws: TwsServer) -> None:
     ib = await connect(tws)
     try:
         [yes, no] = await ib.qualifyContractsAsync(
-            Contract(conId=FF_YES, exchange="FORECASTX"), Contract(conId=FF_NO, exchange="FORECASTX")
+            Contract(conId=FF_YES, exchange="FORECASTX"),
+            Contract(conId=FF_NO, exchange="FORECASTX"),
         )
         assert yes is not None and no is not None
         t = ib.placeOrder(yes, LimitOrder("BUY", 10, 0.49, tif="IOC", orderRef="a"))
@@ -113,7 +122,11 @@ async def test_order_fill_reject_cancel_and_netting(tws: TwsServer) -> None:
         await until(lambda: t2.isDone())
         await until(lambda: {p.contract.conId: p.position for p in ib.positions()} == {FF_YES: 6})
 
-        for bad in (LimitOrder("SELL", 1, 0.5), LimitOrder("BUY", 1, 0.505), LimitOrder("BUY", 1, 0.01)):
+        for bad in (
+            LimitOrder("SELL", 1, 0.5),
+            LimitOrder("BUY", 1, 0.505),
+            LimitOrder("BUY", 1, 0.01),
+        ):
             bad.orderRef = "bad"
             tb = ib.placeOrder(yes, bad)
             await until(lambda tb=tb: tb.isDone())  # type: ignore[misc]
@@ -154,7 +167,7 @@ async def test_duplicate_client_id_is_refused(tws: TwsServer) -> None:
     try:
         ib2 = IB()
         try:
-            await ib2.connectAsync("127.0.0.1", tws.port, clientId=9, timeout=1)
+            await ib2.connectAsync("127.0.0.1", tws.port, clientId=9, timeout=0.3)
             raise AssertionError("second connect with the same clientId succeeded")
         except (ConnectionError, TimeoutError):
             pass
