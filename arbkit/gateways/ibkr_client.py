@@ -256,7 +256,8 @@ class IbkrGateway:
         if self._up is not None:
             self._up.clear()
         if was:
-            log.warning("ibkr: disconnected from %s:%s", self.host, self.port)
+            level = logging.INFO if self._stopping else logging.WARNING
+            log.log(level, "ibkr: disconnected from %s:%s", self.host, self.port)
             self._emit(self.normalizer.invalidate_all(now))
         self._tickers.clear()
         self._probe_ns.clear()

@@ -213,6 +213,8 @@ class TwsServer:
             58: self._global_cancel,
             8: self._req_ids,
             49: lambda s, f: s.send([49, 1, int(time.time())]),
+            78: self._req_sec_def_opt_params,
+            91: lambda s, f: s.send([93, int(f[1]), 1, 0, "0.01"]),  # one $0.01 tick everywhere
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -522,6 +524,30 @@ class TwsServer:
             )
             return
         s.send(*(w.contract_details(s.sv, req_id, c) for c in found), [52, 1, req_id])
+
+    def _req_sec_def_opt_params(self, s: _Session, f: list[str]) -> None:
+        """Expirations and strikes of a product (undocumented for FORECASTX; a guess)."""
+        req_id, symbol = int(f[1]), f[2]
+        under = self._underliers.get(symbol, 0)
+        opts = [c for c in self.contracts.values() if c.symbol == symbol and c.sec_type == "OPT"]
+        if opts:
+            exps = sorted({c.last_trade_date for c in opts})
+            strikes = sorted({c.strike for c in opts}, key=float)
+            s.send(
+                [
+                    75,
+                    req_id,
+                    "FORECASTX",
+                    under,
+                    symbol,
+                    "1",
+                    len(exps),
+                    *exps,
+                    len(strikes),
+                    *strikes,
+                ]
+            )
+        s.send([76, req_id])
 
     # ------------------------------------------------------------------ market data
 

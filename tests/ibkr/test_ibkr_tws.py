@@ -189,3 +189,16 @@ async def test_pause_ticks_then_resume(tws: TwsServer) -> None:
         await until(lambda: ty.ask == -1)
     finally:
         ib.disconnect()
+
+
+async def test_sec_def_opt_params_market_rule_and_time(tws: TwsServer) -> None:
+    ib = await connect(tws)
+    try:
+        [chain] = await ib.reqSecDefOptParamsAsync("FF", "", "IND", 658663572)
+        assert chain.exchange == "FORECASTX" and chain.expirations == ["20261209"]
+        assert chain.strikes == [3.625]
+        [inc] = await ib.reqMarketRuleAsync(26)
+        assert inc.increment == 0.01
+        assert (await ib.reqCurrentTimeAsync()).year >= 2024
+    finally:
+        ib.disconnect()
