@@ -17,10 +17,11 @@ from .conftest import FF_NO, FF_YES, WX_NO, WX_YES, TickSink, set_book, symbol_m
 
 
 def gateway(tws: TwsServer, sink: TickSink, cache_path: Path | None, **kw: object) -> IbkrGateway:
+    kw.setdefault("contract_request_interval_ms", 1)
     return IbkrGateway(
         "127.0.0.1", tws.port, 5, symbol_map(), sink.on_ticks, on_raw=sink.on_raw,
         cache_path=cache_path, reconnect_initial_ms=20, reconnect_max_ms=200,
-        contract_request_interval_ms=1, **kw,  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -45,7 +46,7 @@ def last_ask(sink: TickSink, symbol: str, outcome: Outcome) -> tuple[Price, Qty]
 
 async def test_discovery_both_ways_and_startup_time(tws: TwsServer, cache_path: Path) -> None:
     sink = TickSink()
-    gw = gateway(tws, sink, cache_path)
+    gw = gateway(tws, sink, cache_path, contract_request_interval_ms=50)  # the default pacing
     t0 = time.perf_counter()
     await gw.start()
     startup_s = time.perf_counter() - t0
