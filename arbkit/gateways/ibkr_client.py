@@ -8,7 +8,8 @@ loop without nest_asyncio. TWS / IB Gateway ports: 7497 (TWS paper), 7496 (TWS l
 Safety: while disconnected every mapped book is marked invalid; a contract that stays
 silent past ``stale_after_ms`` is re-requested and, if still silent after
 ``stale_grace_ms``, marked invalid until its next quote. A heartbeat (reqCurrentTime)
-that goes unanswered forces a reconnect.
+that goes unanswered forces a reconnect; an answered one refreshes
+``health.last_message_ns``, the venue-alive time for quiet ForecastEx books.
 """
 
 from __future__ import annotations
@@ -140,8 +141,8 @@ class IbkrGateway:
         reconnect_max_ms: int = 30_000,
         connect_timeout_s: float = 4.0,
         contract_request_interval_ms: int = 50,
-        heartbeat_interval_ms: int = 10_000,
-        heartbeat_timeout_ms: int = 5_000,
+        heartbeat_interval_ms: int = 2_000,
+        heartbeat_timeout_ms: int = 3_000,
     ) -> None:
         self.host = host
         self.port = port
@@ -298,6 +299,7 @@ class IbkrGateway:
                     await asyncio.wait_for(
                         self.ib.reqCurrentTimeAsync(), self.heartbeat_timeout_ms / 1000
                     )
+                    self.health.last_message_ns = time.time_ns()  # venue alive, even if quiet
                 except (TimeoutError, ConnectionError) as exc:
                     log.warning("ibkr: heartbeat failed (%r); reconnecting", exc)
                     self.ib.disconnect()

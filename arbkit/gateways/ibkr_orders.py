@@ -25,6 +25,7 @@ from arbkit.execution.venue import (
     OrderState,
     TimeInForce,
     VenueError,
+    VenueOrderClient,
 )
 from arbkit.gateways.ibkr_client import IbkrGateway
 from arbkit.model import (
@@ -333,3 +334,8 @@ class IbkrOrderClient:
             elif net < 0:
                 out[symbol, Outcome.NO] = Qty(-net)
         return out
+
+
+def _conforms(gateway: IbkrGateway) -> VenueOrderClient:
+    """mypy checks here that IbkrOrderClient implements the executor's protocol."""
+    return IbkrOrderClient(gateway)

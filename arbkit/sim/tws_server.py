@@ -33,6 +33,7 @@ from decimal import Decimal, InvalidOperation
 
 from arbkit.model import MONEY_SCALE, PRICE_SCALE, QTY_SCALE, Money, Outcome, Price, Qty
 from arbkit.sim import tws_wire as w
+from arbkit.sim.driver import BookSink
 from arbkit.sim.tws_wire import Field, OrderView, TwsContract
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,7 @@ class TwsServer:
         self.connections = 0
         # fault switches
         self.ticks_paused = False
+        self.muted = False
         self.fill_delay_ms = 0
         self._faults: collections.deque[tuple[str, int]] = collections.deque()
         self._handlers: dict[int, Callable[[_Session, list[str]], None]] = {
@@ -260,6 +262,10 @@ class TwsServer:
             self._shown.clear()
             for con_id in list(self._subs):
                 self._publish(con_id, force=True)
+
+    def mute(self, muted: bool = True) -> None:
+        """A hung TWS: sockets stay open, requests go unanswered (ticks stop too)."""
+        self.muted = muted
 
     def reject_next_order(self) -> None:
         self._faults.append(("reject", 0))
@@ -380,7 +386,7 @@ class TwsServer:
 
     def _publish(self, con_id: int, *, force: bool = False) -> None:
         subs = self._subs.get(con_id)
-        if not subs or self.ticks_paused:
+        if not subs or self.ticks_paused or self.muted:
             return
         bid, ask = self.top(con_id)
         old = self._shown.get(con_id)
@@ -438,6 +444,8 @@ class TwsServer:
                 writer.close()
 
     def _dispatch(self, s: _Session, fields: list[str]) -> None:
+        if self.muted:
+            return
         try:
             msg_id = int(fields[0])
         except (ValueError, IndexError):
@@ -932,6 +940,11 @@ class TwsServer:
                 ]
             if msgs:
                 s.send(*msgs)
+
+
+def _conforms(server: TwsServer) -> BookSink:
+    """mypy checks here that the TWS takes the shared market-driver interface."""
+    return server
 
 
 def _demo(server: TwsServer) -> None:

@@ -187,3 +187,32 @@ async def test_wrong_orientation_in_map_is_refused(tws: TwsServer) -> None:
         assert "check yes_con_id / no_con_id" in gw.contract_errors["BAD"]
     finally:
         await gw.stop()
+
+
+async def test_heartbeat_keeps_venue_alive_time_fresh(tws: TwsServer) -> None:
+    gw = gateway(tws, TickSink(), None, heartbeat_interval_ms=50)
+    await gw.start()
+    try:
+        await until(lambda: gw.health.last_message_ns > 0)
+        first = gw.health.last_message_ns
+        await until(lambda: gw.health.last_message_ns > first)  # no quotes: the heartbeat
+    finally:
+        await gw.stop()
+
+
+async def test_hung_tws_heartbeat_forces_reconnect(tws: TwsServer) -> None:
+    sink = TickSink()
+    gw = gateway(
+        tws, sink, None, heartbeat_interval_ms=50, heartbeat_timeout_ms=100, connect_timeout_s=0.3
+    )
+    await gw.start()
+    try:
+        await until(lambda: last_ask(sink, "FED-DEC", Outcome.YES) == (Price(4800), Qty(800)))
+        tws.mute()
+        await until(lambda: last_ask(sink, "FED-DEC", Outcome.YES) == "invalid")
+        assert not gw.health.connected
+        tws.mute(False)
+        await until(lambda: last_ask(sink, "FED-DEC", Outcome.YES) == (Price(4800), Qty(800)))
+        assert gw.health.reconnects >= 1
+    finally:
+        await gw.stop()

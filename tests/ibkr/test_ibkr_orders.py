@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import pytest
+from ib_async import CommissionReport, Contract, Execution, LimitOrder, OrderStatus, Trade
+from ib_async import Fill as IbFill
+from ib_async.order import TradeLogEntry
 
 from arbkit.execution.venue import OrderRequest, OrderState, TimeInForce, VenueError
 from arbkit.gateways.ibkr_client import IbkrGateway
-from arbkit.gateways.ibkr_orders import IBKR_STATUS, IbkrOrderClient
+from arbkit.gateways.ibkr_orders import IBKR_STATUS, IbkrOrderClient, state_of
 from arbkit.model import MONEY_SCALE, Money, Outcome, Price, Qty
 from arbkit.sim.tws_server import TwsServer
 
@@ -153,3 +157,25 @@ async def test_cancel_unknown_and_status_table() -> None:
     assert IBKR_STATUS["Inactive"] is OrderState.REJECTED
     assert IBKR_STATUS["PendingCancel"] is OrderState.OPEN
     assert IBKR_STATUS["ApiCancelled"] is OrderState.CANCELLED
+
+
+def _trade(status: str, qty: float, fills: list[float], codes: list[int] = []) -> Trade:  # noqa: B006
+    t = Trade(order=LimitOrder("BUY", qty, 0.5), orderStatus=OrderStatus(status=status))
+    for i, n in enumerate(fills):
+        ex = Execution(execId=f"x{i}", shares=n, price=0.5)
+        t.fills.append(IbFill(Contract(), ex, CommissionReport(execId=f"x{i}"), datetime.now()))
+    t.log = [TradeLogEntry(datetime.now(), status, "", c) for c in codes]
+    return t
+
+
+def test_state_table_with_fills_and_error_codes() -> None:
+    assert state_of(_trade("Inactive", 5, [])) is OrderState.REJECTED
+    assert state_of(_trade("Inactive", 5, [2])) is OrderState.CANCELLED
+    assert state_of(_trade("Cancelled", 5, [], [201])) is OrderState.REJECTED
+    assert state_of(_trade("Cancelled", 5, [], [202])) is OrderState.CANCELLED
+    assert state_of(_trade("Cancelled", 5, [3], [201])) is OrderState.CANCELLED
+    assert state_of(_trade("Filled", 5, [5])) is OrderState.FILLED
+    assert state_of(_trade("Filled", 5, [2])) is OrderState.OPEN  # status ahead of fills
+    assert state_of(_trade("ValidationError", 5, [])) is OrderState.OPEN
+    assert state_of(_trade("PendingSubmit", 5, [])) is OrderState.PENDING
+    assert state_of(_trade("SomethingNew", 5, [])) is OrderState.UNKNOWN
