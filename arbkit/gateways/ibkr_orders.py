@@ -85,16 +85,23 @@ def _filled(trade: Trade) -> float:
     return float(sum(f.execution.shares for f in trade.fills))
 
 
-def _settled(trade: Trade) -> bool:
-    """Terminal, every execution in, every commission report in."""
+def _final(trade: Trade) -> bool:
+    """Terminal with every execution in (commission reports may still be on their way)."""
     st = trade.orderStatus
     if st.status not in TERMINAL_STATUSES:
         return False
     if _filled(trade) < st.filled:
         return False
-    if st.status == "Filled" and _filled(trade) < float(trade.order.totalQuantity):
-        return False
+    return not (st.status == "Filled" and _filled(trade) < float(trade.order.totalQuantity))
+
+
+def _commissions_in(trade: Trade) -> bool:
     return all(f.commissionReport.execId for f in trade.fills)
+
+
+def _settled(trade: Trade) -> bool:
+    """Terminal, every execution in, every commission report in."""
+    return _final(trade) and _commissions_in(trade)
 
 
 def state_of(trade: Trade) -> OrderState:
@@ -116,9 +123,16 @@ class IbkrOrderClient:
 
     venue = Venue.IBKR
 
-    def __init__(self, gateway: IbkrGateway, *, cancel_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        gateway: IbkrGateway,
+        *,
+        cancel_timeout_s: float = 5.0,
+        commission_wait_ms: int = 500,
+    ) -> None:
         self.gateway = gateway
         self.cancel_timeout_s = cancel_timeout_s
+        self.commission_wait_ms = commission_wait_ms
         self._inflight: dict[str, Trade] = {}
         self.sent: dict[str, int] = {}  # client order id → placeOrder calls (should be ≤ 1)
 
@@ -154,6 +168,7 @@ class IbkrOrderClient:
             qty += q
             cost += p * q
             fees += parse_money(f.commissionReport.commission, "commission")
+        missing_fee = any(not f.commissionReport.execId for f in fills)
         if trade is None:
             state = OrderState.UNKNOWN
             requested = Qty(qty)
@@ -164,6 +179,8 @@ class IbkrOrderClient:
             requested = qty_from_ibkr(float(trade.order.totalQuantity))
             perm_id = trade.order.permId or trade.orderStatus.permId
             reason = next((e.message for e in reversed(trade.log) if e.errorCode), "")
+        if missing_fee:
+            reason = (reason + "; " if reason else "") + "commission report missing (fee counted 0)"
         return OrderResult(
             client_order_id=client_order_id,
             venue_order_id=str(perm_id) if perm_id else "",
@@ -196,6 +213,9 @@ class IbkrOrderClient:
         self.ib.disconnectedEvent += poke
         try:
             while not _settled(trade):
+                if _final(trade):
+                    # The outcome is known; late commission reports get a short grace only.
+                    deadline = min(deadline, loop.time() + self.commission_wait_ms / 1000)
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -242,7 +262,7 @@ class IbkrOrderClient:
             self._inflight[req.client_order_id] = trade
             self.sent[req.client_order_id] = self.sent.get(req.client_order_id, 0) + 1
         trade = await self._await_settled(req.client_order_id, trade, timeout_s)
-        if not _settled(trade) and trade.orderStatus.status not in TERMINAL_STATUSES:
+        if not _final(trade) and trade.orderStatus.status not in TERMINAL_STATUSES:
             # DAY past its timeout, or an IOC the venue never finished: cancel, then verify.
             trade = await self._cancel_trade(req.client_order_id, trade, self.cancel_timeout_s)
         return self._result(req.client_order_id, trade)

@@ -179,3 +179,19 @@ def test_state_table_with_fills_and_error_codes() -> None:
     assert state_of(_trade("ValidationError", 5, [])) is OrderState.OPEN
     assert state_of(_trade("PendingSubmit", 5, [])) is OrderState.PENDING
     assert state_of(_trade("SomethingNew", 5, [])) is OrderState.UNKNOWN
+
+
+async def test_resting_day_order_fills_when_book_reaches_it(
+    tws: TwsServer, client: IbkrOrderClient
+) -> None:
+    import asyncio
+
+    set_book(tws, "FF-DEC", [("0.45", 10)], [("0.40", 10)])  # YES ask 0.61
+    task = asyncio.create_task(
+        client.place_limit(req("e10-k-1", price=5000, qty=4, tif=TimeInForce.DAY), timeout_s=3)
+    )
+    await asyncio.sleep(0.1)
+    set_book(tws, "FF-DEC", [("0.45", 10)], [("0.52", 3), ("0.51", 5)])  # reaches 0.49, 0.50
+    r = await task
+    assert r.state is OrderState.FILLED
+    assert r.filled_cost == Money(3 * 490_000 + 1 * 500_000)
