@@ -289,6 +289,18 @@ _MAX_STEP_NS = NS_PER_S  # a stalled caller does not get a burst of catch-up upd
 DISLOCATION_KINDS = ("top", "depth", "fee")
 
 
+@dataclass(frozen=True, slots=True)
+class DislocationInfo:
+    """An active dislocation, for monitors and tests (the model's own state is private)."""
+
+    symbol: str
+    kind: str  # "top" | "depth" | "fee"
+    venue: Venue  # the venue whose quotes are off
+    kalshi_outcome: Outcome  # the Kalshi side of the cheap combination
+    edge_usd: Decimal  # intended gross edge at top of book
+    end_ns: int
+
+
 @dataclass(slots=True)
 class _Dislocation:
     kind: str
@@ -296,7 +308,7 @@ class _Dislocation:
     combo: int  # 0: Kalshi YES is cheap (+ FX Kalshi-NO-equivalent), 1: Kalshi NO is cheap
     edge_c: int  # gross edge at top of book, cents
     end_ns: int
-    top_size: int  # Qty, for kind "top"
+    top_size: int  # Qty of the aggressive top level: small for "top", at least this for "depth"
 
 
 class _Sym:
@@ -407,6 +419,7 @@ class MarketModel:
         self.dislocations: dict[str, int] = dict.fromkeys(DISLOCATION_KINDS, 0)
         self.updates_emitted = [0, 0]
         self._syms = [_Sym(m) for m in universe.markets]
+        self._by_symbol = {s.market.symbol: s for s in self._syms}
         cum = 0.0
         self._cum_weights: list[float] = []
         for s in self._syms:
@@ -473,10 +486,14 @@ class MarketModel:
         b1 = total - dc - hs
         lad0 = self._ladder(v, s, 0, b0)
         lad1 = self._ladder(v, s, 1, b1)
-        if d.kind == "top":
+        # sign > 0: this venue's center moved up, so its KY-side bids are the aggressive ones.
+        aggressive = 0 if sign > 0 else 1
+        if d.kind == "depth":
+            # A real size behind the mispriced top, so the opportunity holds at depth.
+            lad = lad0 if aggressive == 0 else lad1
+            lad[1] = max(lad[1], d.top_size)
+        elif d.kind == "top":
             # Only a small stray order is off; behind it the venue's normal ladder.
-            # sign > 0: this venue's center moved up, so its KY-side bids are aggressive.
-            aggressive = 0 if sign > 0 else 1
             top = b0 if aggressive == 0 else b1
             normal = total - 100 + center_c - hs if aggressive == 0 else total - center_c - hs
             rest = self._ladder(v, s, aggressive, normal)
@@ -505,6 +522,28 @@ class MarketModel:
                     s.last_emitted[v][side] = levels
                     out.append(BookUpdate(_VENUES[v], s.names[v], s.outcomes[v][side], levels))
                     self.updates_emitted[v] += 1
+        return out
+
+    def probability(self, symbol: str) -> float:
+        """The latent probability of Kalshi YES (as of that symbol's last refresh)."""
+        x = self._by_symbol[symbol].x
+        return 1.0 / (1.0 + math.exp(-x))
+
+    def active_dislocations(self) -> list[DislocationInfo]:
+        out = []
+        for s in self._syms:
+            d = s.disloc
+            if d is not None:
+                out.append(
+                    DislocationInfo(
+                        s.market.symbol,
+                        d.kind,
+                        _VENUES[d.venue],
+                        Outcome.YES if d.combo == 0 else Outcome.NO,
+                        Decimal(d.edge_c).scaleb(-2),
+                        d.end_ns,
+                    )
+                )
         return out
 
     def step(self, now_ns: int) -> list[BookUpdate]:
@@ -575,7 +614,7 @@ class MarketModel:
             combo=rng.randrange(2),
             edge_c=rng.randint(1, 2) if kind == "fee" else rng.randint(5, 9),
             end_ns=now_ns + int(dur_ms * 1_000_000),
-            top_size=rng.randint(1, 3) * QTY_SCALE,
+            top_size=(rng.randint(1, 3) if kind == "top" else rng.randint(10, 60)) * QTY_SCALE,
         )
         self.dislocations[kind] += 1
         self._refresh(s, s.disloc.venue, now_ns, out)

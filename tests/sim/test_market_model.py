@@ -195,6 +195,73 @@ def test_books_never_crossed_and_on_grid(seed: int) -> None:
     assert fractional > 0  # Kalshi sometimes shows fractional sizes
 
 
+def test_books_stay_valid_at_the_probability_bounds() -> None:
+    """Very high volatility keeps the latent at its 0.05/0.95 bounds; dislocations then
+    hit the price clamps. Ladders must stay in range and uncrossed."""
+    model = MarketModel(
+        universe(6, 9),
+        seed=9,
+        updates_per_s=3_000.0,
+        vol_logit_per_sqrt_s=3.0,
+        dislocation_rate_per_min=30.0,
+    )
+    books = VenueBooks()
+    for u in model.initial_books():
+        books.apply(u)
+    t = NOW_NS
+    model.step(t)
+    extremes = 0
+    for _ in range(3_000):
+        t += 10 * MS
+        for u in model.step(t):
+            books.apply(u)
+            extremes += u.levels[0][0] <= 300 or u.levels[0][0] >= 9_500
+    assert extremes > 100
+
+
+def test_dislocation_sets_the_intended_gross_edge() -> None:
+    """Without drift, a dislocation's top-of-book gross edge is exactly the intended one,
+    and once it ends the venues are back to no gross edge at all."""
+    u = universe(6, 4)
+    model = MarketModel(
+        u,
+        seed=4,
+        vol_logit_per_sqrt_s=0.0,
+        jump_rate_per_min=0.0,
+        dislocation_rate_per_min=20.0,
+    )
+    books = VenueBooks()
+    for up in model.initial_books():
+        books.apply(up)
+
+    def gross_edge(symbol: str, kalshi_outcome: Outcome) -> int:
+        m = u.by_symbol[symbol]
+        fx = m.ibkr_equivalent(kalshi_outcome.opposite)
+        k_ask = 10_000 - books.best(Venue.KALSHI, m.kalshi_ticker, kalshi_outcome.opposite)
+        f_ask = 10_100 - books.best(Venue.IBKR, m.fx_pair_id, fx.opposite)
+        return 10_000 - k_ask - f_ask
+
+    t = NOW_NS
+    model.step(t)
+    checked = 0
+    for _ in range(3_000):
+        t += 20 * MS
+        for up in model.step(t):
+            books.apply(up)
+        active = {d.symbol: d for d in model.active_dislocations()}
+        for m in u.markets:
+            d = active.get(m.symbol)
+            if d is None:
+                assert gross_edge(m.symbol, Outcome.YES) < 0
+                assert gross_edge(m.symbol, Outcome.NO) < 0
+            else:
+                assert gross_edge(m.symbol, d.kalshi_outcome) == int(d.edge_usd * 10_000)
+                assert gross_edge(m.symbol, d.kalshi_outcome.opposite) < 0
+                checked += 1
+    assert checked > 100
+    assert {k for k, n in model.dislocations.items() if n} == {"top", "depth", "fee"}
+
+
 # --------------------------------------------------- opportunities via detector --------
 
 
@@ -206,6 +273,7 @@ class Episode:
     end_ns: int = 0
     max_contracts: int = 0
     max_profit_e6: int = 0
+    walked_kalshi_depth: bool = False  # the Kalshi leg went past its best ask
 
 
 @dataclass
@@ -257,6 +325,8 @@ def simulate(seconds: int = 180, n: int = 10, seed: int = 11, step_ms: int = 20)
                         ep = open_eps[key] = Episode(sym, combo.label, t)
                     ep.max_contracts = max(ep.max_contracts, opp.contracts)
                     ep.max_profit_e6 = max(ep.max_profit_e6, opp.expected_profit)
+                    best_k = book.ladder(Venue.KALSHI, combo.kalshi_outcome).best
+                    ep.walked_kalshi_depth |= opp.kalshi.limit_price != best_k
                 elif ep is not None:
                     ep.end_ns = t
                     run.episodes.append(open_eps.pop(key))
@@ -295,7 +365,8 @@ def test_opportunities_appear_and_disappear(sim_run: SimRun) -> None:
     print(
         f"\n{r.steps} steps, {r.updates} updates, dislocations {r.dislocations}; "
         f"{len(eps)} opportunity episodes ({sum(e.max_contracts > 1 for e in eps)} with size > 1, "
-        f"max {max((e.max_contracts for e in eps), default=0)} contracts), "
+        f"max {max((e.max_contracts for e in eps), default=0)} contracts, "
+        f"{sum(e.walked_kalshi_depth for e in eps)} past the Kalshi top), "
         f"durations ms min/median/max {durations_ms[:1]}/"
         f"{durations_ms[len(durations_ms) // 2] if eps else None}/{durations_ms[-1:]}; "
         f"time with any opportunity {r.steps_with_opp / r.steps:.1%}; "
@@ -305,6 +376,7 @@ def test_opportunities_appear_and_disappear(sim_run: SimRun) -> None:
     assert combos == {"kalshi_yes", "kalshi_no"}
     assert sum(e.max_contracts > 1 for e in eps) >= 2
     assert any(e.max_contracts <= 3 for e in eps)
+    assert any(e.walked_kalshi_depth for e in eps)
     assert len({e.symbol for e in eps}) >= 3
     assert all(e.end_ns > e.start_ns for e in eps)
     assert max(durations_ms) <= 15_000  # short-lived
