@@ -282,7 +282,6 @@ _KALSHI, _FX = 0, 1
 _VENUES = (Venue.KALSHI, Venue.IBKR)
 _PAIR_TOTAL_C = (100, 101)  # cents: a YES bid + NO bid at this total executes
 _MIN_BID_C = (1, 2)
-_MAX_BID_C = 99
 _CENTER_MIN_C, _CENTER_MAX_C = 4, 96  # keeps every top bid within both venues' ranges
 _P_MIN, _P_MAX = 0.05, 0.95
 _MAX_STEP_NS = NS_PER_S  # a stalled caller does not get a burst of catch-up updates
@@ -363,7 +362,9 @@ class MarketModel:
 
     ``updates_per_s`` is the target total of emitted BookUpdates (a market refresh usually
     changes both outcomes' ladders); ``kalshi_share`` of it goes to Kalshi.
-    ``dislocation_rate_per_min`` and ``jump_rate_per_min`` are per symbol.
+    ``dislocation_rate_per_min`` and ``jump_rate_per_min`` are per symbol. Half-spreads are
+    drawn per market: Kalshi 1–2¢, ForecastEx 1–3¢ (so with no dislocation the cross-venue
+    pair costs at least $1.02 unless the latent just jumped and ForecastEx has not caught up).
     """
 
     def __init__(
@@ -390,6 +391,10 @@ class MarketModel:
     ) -> None:
         if updates_per_s < 0 or not 0.0 <= kalshi_share <= 1.0:
             raise ValueError("updates_per_s must be ≥ 0 and kalshi_share within [0, 1]")
+        if kalshi_levels < 1 or fx_levels < 1:
+            raise ValueError("kalshi_levels and fx_levels must be at least 1")
+        if not (0.0 < kalshi_catch_up <= 1.0 and 0.0 < fx_catch_up <= 1.0):
+            raise ValueError("catch-up factors must be within (0, 1]")
         if not 0 < dislocation_ms[0] <= dislocation_ms[1]:
             raise ValueError(f"dislocation_ms={dislocation_ms}: need 0 < low ≤ high")
         self.universe = universe
@@ -417,7 +422,7 @@ class MarketModel:
         self._frac_p = fractional_size_prob
         self._last_ns = start_ns
         self.dislocations: dict[str, int] = dict.fromkeys(DISLOCATION_KINDS, 0)
-        self.updates_emitted = [0, 0]
+        self.updates_emitted: dict[Venue, int] = dict.fromkeys(Venue, 0)
         self._syms = [_Sym(m) for m in universe.markets]
         self._by_symbol = {s.market.symbol: s for s in self._syms}
         cum = 0.0
@@ -521,7 +526,7 @@ class MarketModel:
                     levels = _pairs(flat)
                     s.last_emitted[v][side] = levels
                     out.append(BookUpdate(_VENUES[v], s.names[v], s.outcomes[v][side], levels))
-                    self.updates_emitted[v] += 1
+                    self.updates_emitted[_VENUES[v]] += 1
         return out
 
     def probability(self, symbol: str) -> float:
@@ -654,7 +659,7 @@ class MarketModel:
             if changed:
                 prev[side] = levels
                 out.append(BookUpdate(venue, name, outcomes[side], levels))
-                self.updates_emitted[v] += 1
+                self.updates_emitted[_VENUES[v]] += 1
 
 
 def _pairs(flat: list[int]) -> Levels:
