@@ -1,0 +1,221 @@
+"""SQLite schema and its migrations (version = ``PRAGMA user_version``).
+
+``MIGRATIONS[i]`` takes a database from version ``i`` to ``i + 1`` and runs in one
+transaction together with the ``user_version`` bump. A released migration is never edited:
+change the schema by appending a new one. Documented in ``docs/schema.md``.
+
+Tables are STRICT: an INTEGER column refuses a float, so a unit slip cannot store an
+inexact value silently. Dollar and ISO-time columns exist only in the ``v_*`` views.
+"""
+
+from __future__ import annotations
+
+_MODES = "('monitor', 'paper', 'live')"
+_OUTCOMES = "('yes', 'no')"
+_EXEC_STATES = "('intent', 'leg1_sent', 'leg2_sent', 'hedging', 'done', 'failed', 'unhedged')"
+_ORDER_STATUSES = "('planned', 'pending', 'open', 'filled', 'cancelled', 'rejected', 'unknown')"
+
+_TABLES_V1 = (
+    f"""
+    CREATE TABLE opportunities (
+        id                       INTEGER PRIMARY KEY,
+        detected_ns              INTEGER NOT NULL,
+        symbol                   TEXT    NOT NULL,
+        combo                    TEXT    NOT NULL,
+        kalshi_outcome           TEXT    NOT NULL CHECK (kalshi_outcome IN {_OUTCOMES}),
+        kalshi_limit_price_e4    INTEGER NOT NULL,
+        kalshi_size_e2           INTEGER NOT NULL,
+        kalshi_cost_e6           INTEGER NOT NULL,
+        kalshi_fee_e6            INTEGER NOT NULL,
+        ibkr_outcome             TEXT    NOT NULL CHECK (ibkr_outcome IN {_OUTCOMES}),
+        ibkr_limit_price_e4      INTEGER NOT NULL,
+        ibkr_size_e2             INTEGER NOT NULL,
+        ibkr_cost_e6             INTEGER NOT NULL,
+        ibkr_fee_e6              INTEGER NOT NULL,
+        size_e2                  INTEGER NOT NULL,
+        gross_cost_e6            INTEGER NOT NULL,
+        total_fees_e6            INTEGER NOT NULL,
+        expected_profit_e6       INTEGER NOT NULL,
+        net_edge_per_contract_e6 INTEGER NOT NULL,
+        annualized_return_bps    INTEGER NOT NULL,
+        kalshi_book_ns           INTEGER NOT NULL,
+        ibkr_book_ns             INTEGER NOT NULL,
+        mode                     TEXT    NOT NULL CHECK (mode IN {_MODES}),
+        decision                 TEXT    NOT NULL
+                                 CHECK (decision IN ('executed', 'skipped', 'logged')),
+        reason                   TEXT    NOT NULL DEFAULT '',
+        execution_id             TEXT
+    ) STRICT
+    """,
+    "CREATE INDEX opportunities_detected ON opportunities (detected_ns)",
+    "CREATE INDEX opportunities_symbol_detected ON opportunities (symbol, detected_ns)",
+    """
+    CREATE TABLE spreads (
+        id                 INTEGER PRIMARY KEY,
+        sampled_ns         INTEGER NOT NULL,
+        symbol             TEXT    NOT NULL,
+        kalshi_yes_ask_e4  INTEGER,
+        kalshi_yes_size_e2 INTEGER,
+        kalshi_no_ask_e4   INTEGER,
+        kalshi_no_size_e2  INTEGER,
+        ibkr_yes_ask_e4    INTEGER,
+        ibkr_yes_size_e2   INTEGER,
+        ibkr_no_ask_e4     INTEGER,
+        ibkr_no_size_e2    INTEGER,
+        cost_kalshi_yes_e4 INTEGER,
+        cost_kalshi_no_e4  INTEGER
+    ) STRICT
+    """,
+    "CREATE INDEX spreads_symbol_sampled ON spreads (symbol, sampled_ns)",
+    f"""
+    CREATE TABLE arb_executions (
+        execution_id    TEXT    PRIMARY KEY,
+        symbol          TEXT    NOT NULL,
+        mode            TEXT    NOT NULL CHECK (mode IN {_MODES}),
+        state           TEXT    NOT NULL CHECK (state IN {_EXEC_STATES}),
+        opportunity_id  INTEGER,
+        created_ns      INTEGER NOT NULL,
+        updated_ns      INTEGER NOT NULL,
+        realized_pnl_e6 INTEGER,
+        hedge_cost_e6   INTEGER,
+        detected_ns     INTEGER,
+        decision_ns     INTEGER,
+        submit_ns       INTEGER,
+        ack_ns          INTEGER,
+        fill_ns         INTEGER,
+        done_ns         INTEGER,
+        error           TEXT    NOT NULL DEFAULT ''
+    ) STRICT
+    """,
+    "CREATE INDEX arb_executions_state ON arb_executions (state)",
+    "CREATE INDEX arb_executions_created ON arb_executions (created_ns)",
+    f"""
+    CREATE TABLE executions (
+        id               INTEGER PRIMARY KEY,
+        execution_id     TEXT    NOT NULL REFERENCES arb_executions (execution_id),
+        leg              TEXT    NOT NULL CHECK (leg IN ('leg1', 'leg2', 'hedge')),
+        attempt          INTEGER NOT NULL DEFAULT 0,
+        mode             TEXT    NOT NULL CHECK (mode IN {_MODES}),
+        venue            TEXT    NOT NULL,
+        symbol           TEXT    NOT NULL,
+        outcome          TEXT    NOT NULL CHECK (outcome IN {_OUTCOMES}),
+        limit_price_e4   INTEGER NOT NULL,
+        requested_qty_e2 INTEGER NOT NULL,
+        filled_qty_e2    INTEGER NOT NULL DEFAULT 0,
+        avg_price_e4     INTEGER,
+        filled_cost_e6   INTEGER NOT NULL DEFAULT 0,
+        fees_e6          INTEGER NOT NULL DEFAULT 0,
+        status           TEXT    NOT NULL CHECK (status IN {_ORDER_STATUSES}),
+        client_order_id  TEXT    NOT NULL UNIQUE,
+        venue_order_id   TEXT    NOT NULL DEFAULT '',
+        decided_ns       INTEGER,
+        submitted_ns     INTEGER,
+        acked_ns         INTEGER,
+        filled_ns        INTEGER,
+        hedge            INTEGER GENERATED ALWAYS AS (leg = 'hedge') VIRTUAL,
+        reason           TEXT    NOT NULL DEFAULT ''
+    ) STRICT
+    """,
+    "CREATE INDEX executions_execution ON executions (execution_id)",
+    f"""
+    CREATE TABLE positions (
+        symbol     TEXT    NOT NULL,
+        venue      TEXT    NOT NULL,
+        outcome    TEXT    NOT NULL CHECK (outcome IN {_OUTCOMES}),
+        qty_e2     INTEGER NOT NULL,
+        cost_e6    INTEGER NOT NULL,
+        updated_ns INTEGER NOT NULL,
+        PRIMARY KEY (symbol, venue, outcome)
+    ) STRICT, WITHOUT ROWID
+    """,
+)
+
+
+def _derived(col: str) -> str | None:
+    """The analysis column a view adds for a unit-suffixed base column (None: none)."""
+    if col.endswith("_e6"):
+        return f"{col} / 1e6 AS {col[:-3]}_usd"
+    if col.endswith("_e4"):
+        return f"{col} / 1e4 AS {col[:-3]}_usd"
+    if col.endswith("_e2"):
+        return f"{col} / 1e2 AS {col[:-3]}"  # contracts
+    if col.endswith("_ns"):
+        # full ns precision: 2026-01-02T03:04:05.123456789Z (NULL stays NULL)
+        return (
+            f"strftime('%Y-%m-%dT%H:%M:%S', {col} / 1000000000, 'unixepoch')"
+            f" || printf('.%09dZ', {col} % 1000000000) AS {col[:-3]}_at"
+        )
+    return None
+
+
+def _view(table: str, columns: list[str]) -> str:
+    derived = [d for d in map(_derived, columns) if d]
+    body = ",\n        ".join(["t.*", *derived])
+    return f"CREATE VIEW v_{table} AS\n    SELECT\n        {body}\n    FROM {table} AS t"
+
+
+_VIEW_COLUMNS_V1: dict[str, list[str]] = {
+    "opportunities": [
+        "detected_ns",
+        "kalshi_limit_price_e4",
+        "kalshi_size_e2",
+        "kalshi_cost_e6",
+        "kalshi_fee_e6",
+        "ibkr_limit_price_e4",
+        "ibkr_size_e2",
+        "ibkr_cost_e6",
+        "ibkr_fee_e6",
+        "size_e2",
+        "gross_cost_e6",
+        "total_fees_e6",
+        "expected_profit_e6",
+        "net_edge_per_contract_e6",
+        "kalshi_book_ns",
+        "ibkr_book_ns",
+    ],
+    "spreads": [
+        "sampled_ns",
+        "kalshi_yes_ask_e4",
+        "kalshi_yes_size_e2",
+        "kalshi_no_ask_e4",
+        "kalshi_no_size_e2",
+        "ibkr_yes_ask_e4",
+        "ibkr_yes_size_e2",
+        "ibkr_no_ask_e4",
+        "ibkr_no_size_e2",
+        "cost_kalshi_yes_e4",
+        "cost_kalshi_no_e4",
+    ],
+    "arb_executions": [
+        "created_ns",
+        "updated_ns",
+        "realized_pnl_e6",
+        "hedge_cost_e6",
+        "detected_ns",
+        "decision_ns",
+        "submit_ns",
+        "ack_ns",
+        "fill_ns",
+        "done_ns",
+    ],
+    "executions": [
+        "limit_price_e4",
+        "requested_qty_e2",
+        "filled_qty_e2",
+        "avg_price_e4",
+        "filled_cost_e6",
+        "fees_e6",
+        "decided_ns",
+        "submitted_ns",
+        "acked_ns",
+        "filled_ns",
+    ],
+    "positions": ["qty_e2", "cost_e6", "updated_ns"],
+}
+
+_VIEWS_V1 = tuple(_view(t, cols) for t, cols in _VIEW_COLUMNS_V1.items())
+
+# MIGRATIONS[i]: statements that take user_version i to i + 1.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_TABLES_V1 + _VIEWS_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+TABLES = ("opportunities", "spreads", "arb_executions", "executions", "positions")
