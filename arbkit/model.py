@@ -68,12 +68,13 @@ def _parse_fixed(value: object, digits: int, field_name: str) -> int:
                     field_name, value, f"has more than {digits} decimal places (not exact)"
                 )
             frac = frac[:digits]
-        n = int(whole or "0") * 10**digits + int(frac.ljust(digits, "0") or "0")
+        n: int = int(whole or "0") * 10**digits + int(frac.ljust(digits, "0") or "0")
         return -n if neg else n
     if isinstance(value, bool):
         raise ConversionError(field_name, value, "is a boolean, expected a number")
     if isinstance(value, int):
-        return value * 10**digits
+        scale: int = 10**digits
+        return value * scale
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ConversionError(field_name, value, "is not finite")
@@ -187,11 +188,15 @@ def qty_to_decimal(q: int) -> Decimal:
 
 
 class Venue(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons; C-level hash for hot-path dict keys
+
     KALSHI = "kalshi"
     IBKR = "ibkr"
 
 
 class Outcome(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons; C-level hash for hot-path dict keys
+
     YES = "yes"
     NO = "no"
 
@@ -201,11 +206,15 @@ class Outcome(enum.Enum):
 
 
 class BookSide(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons; C-level hash for hot-path dict keys
+
     BID = "bid"
     ASK = "ask"
 
 
 class TickKind(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons; C-level hash for hot-path dict keys
+
     LEVEL = "level"  # set the absolute size at one price (0 removes the level)
     RESET = "reset"  # clear the side(s); ``valid`` says whether the book is usable afterwards
 

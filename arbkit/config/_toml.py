@@ -89,7 +89,9 @@ CONVERTERS: dict[str, Callable[[object, str], Any]] = {
 def kind(k: str, default: Any = dataclasses.MISSING, **kw: Any) -> Any:
     """Declare a config field's converter: ``min_edge_usd: int = kind("usd", 10_000)``."""
     if isinstance(default, dict | list):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"kind": k}, **kw)
+        return dataclasses.field(
+            default_factory=lambda: type(default)(default), metadata={"kind": k}, **kw
+        )
     return dataclasses.field(default=default, metadata={"kind": k}, **kw)
 
 
@@ -114,8 +116,9 @@ def build(cls: type[T], table: Mapping[str, Any], file: str | Path, prefix: str 
         raw = table[name]
         k = f.metadata.get("kind")
         try:
-            if k is None and dataclasses.is_dataclass(f.default_factory() if callable(f.default_factory) else None):  # type: ignore[misc]
-                kwargs[name] = build(type(f.default_factory()), raw, file, path + ".")  # type: ignore[misc]
+            default = f.default_factory() if callable(f.default_factory) else None
+            if k is None and dataclasses.is_dataclass(default):
+                kwargs[name] = build(type(default), raw, file, path + ".")
             elif isinstance(k, type) and issubclass(k, enum.Enum):
                 try:
                     kwargs[name] = k(raw)
@@ -128,9 +131,9 @@ def build(cls: type[T], table: Mapping[str, Any], file: str | Path, prefix: str 
                     raise ConversionError(path, raw, "expected a table of name = value")
                 kwargs[name] = {str(key): conv(val, f"{path}.{key}") for key, val in raw.items()}
             elif isinstance(k, str) and k.startswith("choice:"):
-                choices = k[7:].split("|")
-                if raw not in choices:
-                    raise ConversionError(path, raw, f"must be one of {', '.join(choices)}")
+                options = k[7:].split("|")
+                if raw not in options:
+                    raise ConversionError(path, raw, f"must be one of {', '.join(options)}")
                 kwargs[name] = raw
             elif isinstance(k, str):
                 kwargs[name] = CONVERTERS[k](raw, path)

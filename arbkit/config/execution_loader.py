@@ -79,7 +79,9 @@ class ExecutionConfig:
     source: str = ""
 
 
-def parse_execution_config(data: dict[str, Any], file: str | Path = "<execution>") -> ExecutionConfig:
+def parse_execution_config(
+    data: dict[str, Any], file: str | Path = "<execution>"
+) -> ExecutionConfig:
     data = dict(data)
     if "source" in data:
         raise ConfigError(file, "source", "unknown setting")
@@ -91,7 +93,9 @@ def load_execution_config(path: str | Path) -> ExecutionConfig:
     return parse_execution_config(read_toml(path), path)
 
 
-def check_live_allowed(cfg: ExecutionConfig, *, confirm_flag: bool = False, env: dict[str, str] | None = None) -> tuple[bool, str]:
+def check_live_allowed(
+    cfg: ExecutionConfig, *, confirm_flag: bool = False, env: dict[str, str] | None = None
+) -> tuple[bool, str]:
     """Live needs ``mode = "live"`` in the config AND an explicit confirmation at start."""
     if cfg.mode is not Mode.LIVE:
         return True, f"mode is {cfg.mode.value}: no real orders"
@@ -99,7 +103,7 @@ def check_live_allowed(cfg: ExecutionConfig, *, confirm_flag: bool = False, env:
     if confirm_flag or environ.get(LIVE_CONFIRM_ENV) == LIVE_CONFIRM_VALUE:
         return True, "live trading confirmed"
     return False, (
-        f"{cfg.source or 'the execution config'} sets mode = \"live\", which sends real orders. "
+        f'{cfg.source or "the execution config"} sets mode = "live", which sends real orders. '
         f"Confirm by passing --confirm-live or setting {LIVE_CONFIRM_ENV}={LIVE_CONFIRM_VALUE}; "
-        "otherwise set mode = \"paper\" or \"monitor\"."
+        'otherwise set mode = "paper" or "monitor".'
     )

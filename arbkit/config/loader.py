@@ -117,46 +117,74 @@ def parse_symbol_map(data: dict[str, Any], file: str | Path = "<symbols>") -> Sy
             raise ConfigError(f, f"symbols.{name}", "expected a table")
         unknown = sorted(set(t) - _SYMBOL_KEYS)
         if unknown:
-            raise ConfigError(f, p + unknown[0], f"unknown key; known: {', '.join(sorted(_SYMBOL_KEYS))}")
+            raise ConfigError(
+                f, p + unknown[0], f"unknown key; known: {', '.join(sorted(_SYMBOL_KEYS))}"
+            )
         ticker = _req_str(t, "kalshi_ticker", f, p)
         if ticker in seen_tickers:
-            raise ConfigError(f, p + "kalshi_ticker", f"{ticker!r} is already mapped by {seen_tickers[ticker]!r}")
+            raise ConfigError(
+                f, p + "kalshi_ticker", f"{ticker!r} is already mapped by {seen_tickers[ticker]!r}"
+            )
         seen_tickers[ticker] = name
         yes_is = t.get("kalshi_yes_is")
         if yes_is not in ("yes", "no"):
             raise ConfigError(
-                f, p + "kalshi_yes_is", f"{yes_is!r}: must be \"yes\" or \"no\" (the ForecastEx outcome equal to Kalshi YES)"
+                f,
+                p + "kalshi_yes_is",
+                f'{yes_is!r}: must be "yes" or "no" (the ForecastEx outcome equal to Kalshi YES)',
             )
         if "resolution" not in t:
-            raise ConfigError(f, p + "resolution", "required: the date both legs pay out (capital lock-up)")
+            raise ConfigError(
+                f, p + "resolution", "required: the date both legs pay out (capital lock-up)"
+            )
         fx = t.get("forecastex")
         if not isinstance(fx, dict):
-            raise ConfigError(f, p + "forecastex", "required table: yes_con_id + no_con_id, or symbol + last_trade_date + strike")
+            raise ConfigError(
+                f,
+                p + "forecastex",
+                "required table: yes_con_id + no_con_id, or symbol + last_trade_date + strike",
+            )
         unknown = sorted(set(fx) - _FX_KEYS)
         if unknown:
-            raise ConfigError(f, p + "forecastex." + unknown[0], f"unknown key; known: {', '.join(sorted(_FX_KEYS))}")
+            raise ConfigError(
+                f,
+                p + "forecastex." + unknown[0],
+                f"unknown key; known: {', '.join(sorted(_FX_KEYS))}",
+            )
         if "yes_con_id" in fx or "no_con_id" in fx:
             ids = []
             for k in ("yes_con_id", "no_con_id"):
                 v = fx.get(k)
                 if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                    raise ConfigError(f, p + "forecastex." + k, f"{v!r}: expected a positive integer conId (give both)")
+                    raise ConfigError(
+                        f,
+                        p + "forecastex." + k,
+                        f"{v!r}: expected a positive integer conId (give both)",
+                    )
                 ids.append(v)
             if ids[0] == ids[1]:
-                raise ConfigError(f, p + "forecastex.no_con_id", "YES and NO must be different contracts")
+                raise ConfigError(
+                    f, p + "forecastex.no_con_id", "YES and NO must be different contracts"
+                )
             spec = ForecastExSpec(yes_con_id=ids[0], no_con_id=ids[1])
         else:
             sym = _req_str(fx, "symbol", f, p + "forecastex.")
             ltd = str(fx.get("last_trade_date", ""))
             if not (len(ltd) == 8 and ltd.isdigit()):
-                raise ConfigError(f, p + "forecastex.last_trade_date", f"{ltd!r}: expected YYYYMMDD (as a string)")
+                raise ConfigError(
+                    f, p + "forecastex.last_trade_date", f"{ltd!r}: expected YYYYMMDD (as a string)"
+                )
             raw_strike = fx.get("strike")
             try:
                 if isinstance(raw_strike, bool) or raw_strike is None:
                     raise InvalidOperation
-                strike = Decimal(repr(raw_strike) if isinstance(raw_strike, float) else str(raw_strike))
+                strike = Decimal(
+                    repr(raw_strike) if isinstance(raw_strike, float) else str(raw_strike)
+                )
             except InvalidOperation:
-                raise ConfigError(f, p + "forecastex.strike", f"{raw_strike!r}: expected a number") from None
+                raise ConfigError(
+                    f, p + "forecastex.strike", f"{raw_strike!r}: expected a number"
+                ) from None
             spec = ForecastExSpec(symbol=sym, last_trade_date=ltd, strike=strike)
         eq = t.get("equivalence", {})
         if not isinstance(eq, dict):
@@ -165,7 +193,9 @@ def parse_symbol_map(data: dict[str, Any], file: str | Path = "<symbols>") -> Sy
             equivalence = Equivalence(**{k: str(v) for k, v in eq.items()})
         except TypeError:
             raise ConfigError(
-                f, p + "equivalence", "known keys: resolution_source, cutoff_time, verified_by, verified_on, notes"
+                f,
+                p + "equivalence",
+                "known keys: resolution_source, cutoff_time, verified_by, verified_on, notes",
             ) from None
         series = t.get("kalshi_series") or ticker.split("-", 1)[0]
         out[name] = SymbolSpec(
