@@ -7,7 +7,7 @@ One file (default ``data/arbkit.sqlite``) in WAL mode, schema version in
 Durability, thought through:
 
 * Two connections to the same file. The **journal** connection (``synchronous=FULL``) is
-  used only by the awaited ``journal_*`` / ``set_position`` calls: each is one
+  used only by the awaited ``record_*`` / ``set_position`` calls: each is one
   ``BEGIN IMMEDIATE … COMMIT`` and returns after the WAL was fsynced, so a row the
   executor saw committed survives SIGKILL *and* power loss. That is the row it relies on
   before sending an order.
@@ -25,34 +25,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import sqlite3
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from arbkit.execution.journal import ExecState, ExecutionRecord, Leg, LegOrderRecord
+from arbkit.execution.venue import OrderState
 from arbkit.model import Mode, Money, Opportunity, Outcome, Price, Qty, Venue
-from arbkit.storage.records import (
-    DECISIONS,
-    LEGS,
-    ORDER_STATUSES,
-    PLANNED,
-    TRANSITIONS,
-    ArbExecution,
-    DbSummary,
-    ExecState,
-    ExecutionRow,
-    LegIntent,
-    PositionRow,
-    SpreadSample,
-    WriterStats,
-)
-from arbkit.storage.schema import MIGRATIONS, SCHEMA_VERSION, TABLES
+from arbkit.storage.records import DECISIONS, DbSummary, PositionRow, SpreadSample, WriterStats
+from arbkit.storage.schema import MIGRATIONS, SCHEMA_VERSION, STAGES, TABLES
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +58,15 @@ class JournalError(StorageError):
 
 # ----------------------------------------------------------------- SQL ------------
 
+_MODES = {m.value: m for m in Mode}
+_VENUES = {v.value: v for v in Venue}
+_OUTCOMES = {o.value: o for o in Outcome}
+_STATES = {s.value: s for s in ExecState}
+_ORDER_STATES = {s.value: s for s in OrderState}
+_LEGS = {leg.value: leg for leg in Leg}
+_NON_TERMINAL = tuple(s.value for s in ExecState if not s.terminal)
+
 _ORDER_COLS = (
-    "id",
     "execution_id",
     "leg",
     "attempt",
@@ -80,32 +76,22 @@ _ORDER_COLS = (
     "outcome",
     "limit_price_e4",
     "requested_qty_e2",
+    "client_order_id",
+    "state",
+    "venue_order_id",
     "filled_qty_e2",
-    "avg_price_e4",
     "filled_cost_e6",
     "fees_e6",
-    "status",
-    "client_order_id",
-    "venue_order_id",
     "decided_ns",
     "submitted_ns",
     "acked_ns",
     "filled_ns",
     "reason",
 )
-_ORDER_WRITE_COLS = _ORDER_COLS[1:]
-_ORDER_IDENTITY = (
-    "execution_id",
-    "leg",
-    "attempt",
-    "mode",
-    "venue",
-    "symbol",
-    "outcome",
-    "limit_price_e4",
-    "requested_qty_e2",
-)
-_ORDER_PROGRESS = ("filled_qty_e2", "avg_price_e4", "filled_cost_e6", "fees_e6", "status")
+# An order's identity: fixed once journaled under its client order id.
+_ORDER_IDENTITY = _ORDER_COLS[:9]
+_ORDER_PROGRESS = ("state", "filled_qty_e2", "filled_cost_e6", "fees_e6")
+# Unknown ('' / 0 → NULL) in an update keeps what was recorded.
 _ORDER_KEEP_OLD = (
     "venue_order_id",
     "decided_ns",
@@ -114,11 +100,13 @@ _ORDER_KEEP_OLD = (
     "filled_ns",
     "reason",
 )
-
+_INSERT_ORDER = (
+    f"INSERT INTO executions ({', '.join(_ORDER_COLS)}) "
+    f"VALUES ({', '.join('?' * len(_ORDER_COLS))})"
+)
 _UPSERT_ORDER = (
-    f"INSERT INTO executions ({', '.join(_ORDER_WRITE_COLS)}) "
-    f"VALUES ({', '.join('?' * len(_ORDER_WRITE_COLS))}) "
-    "ON CONFLICT (client_order_id) DO UPDATE SET "
+    _INSERT_ORDER
+    + " ON CONFLICT (client_order_id) DO UPDATE SET "
     + ", ".join(
         [f"{c} = excluded.{c}" for c in _ORDER_PROGRESS]
         + [f"{c} = COALESCE(NULLIF(excluded.{c}, ''), {c})" for c in _ORDER_KEEP_OLD]
@@ -128,40 +116,116 @@ _UPSERT_ORDER = (
 )
 _SELECT_ORDERS = f"SELECT {', '.join(_ORDER_COLS)} FROM executions"
 
+_STAGE_COLS = tuple(f"{s}_ns" for s in STAGES)
 _EXEC_COLS = (
     "execution_id",
     "symbol",
+    "combo",
     "mode",
     "state",
     "opportunity_id",
     "created_ns",
     "updated_ns",
+    "planned_qty_e2",
+    "expected_profit_e6",
     "realized_pnl_e6",
     "hedge_cost_e6",
-    "detected_ns",
-    "decision_ns",
-    "submit_ns",
-    "ack_ns",
-    "fill_ns",
-    "done_ns",
     "error",
+    "stages_extra",
+    *_STAGE_COLS,
 )
 _SELECT_EXECS = f"SELECT {', '.join(_EXEC_COLS)} FROM arb_executions"
-_NON_TERMINAL = "state NOT IN ('done', 'failed')"
 
-# journal_state(**fields) keyword → column
-_STATE_FIELDS = {
-    "realized_pnl": "realized_pnl_e6",
-    "hedge_cost": "hedge_cost_e6",
-    "opportunity_id": "opportunity_id",
-    "detected_ns": "detected_ns",
-    "decision_ns": "decision_ns",
-    "submit_ns": "submit_ns",
-    "ack_ns": "ack_ns",
-    "fill_ns": "fill_ns",
-    "done_ns": "done_ns",
-    "error": "error",
-}
+
+def _ns(v: int) -> int | None:
+    """0 means 'not yet' in the executor's records: store NULL (shown as NULL in views)."""
+    return v or None
+
+
+def _order_params(r: LegOrderRecord) -> tuple[Any, ...]:
+    return (
+        r.execution_id,
+        r.leg.value,
+        r.attempt,
+        r.mode.value,
+        r.venue.value,
+        r.symbol,
+        r.outcome.value,
+        r.limit_price,
+        r.requested_qty,
+        r.client_order_id,
+        r.state.value,
+        r.venue_order_id,
+        r.filled_qty,
+        r.filled_cost,
+        r.fees,
+        _ns(r.decided_ns),
+        _ns(r.submitted_ns),
+        _ns(r.acked_ns),
+        _ns(r.filled_ns),
+        r.reason,
+    )
+
+
+def _order_from_row(row: Sequence[Any]) -> LegOrderRecord:
+    d = dict(zip(_ORDER_COLS, row, strict=True))
+    return LegOrderRecord(
+        execution_id=d["execution_id"],
+        leg=_LEGS[d["leg"]],
+        attempt=d["attempt"],
+        mode=_MODES[d["mode"]],
+        venue=_VENUES[d["venue"]],
+        symbol=d["symbol"],
+        outcome=_OUTCOMES[d["outcome"]],
+        limit_price=Price(d["limit_price_e4"]),
+        requested_qty=Qty(d["requested_qty_e2"]),
+        client_order_id=d["client_order_id"],
+        state=_ORDER_STATES[d["state"]],
+        venue_order_id=d["venue_order_id"],
+        filled_qty=Qty(d["filled_qty_e2"]),
+        filled_cost=Money(d["filled_cost_e6"]),
+        fees=Money(d["fees_e6"]),
+        decided_ns=d["decided_ns"] or 0,
+        submitted_ns=d["submitted_ns"] or 0,
+        acked_ns=d["acked_ns"] or 0,
+        filled_ns=d["filled_ns"] or 0,
+        reason=d["reason"],
+    )
+
+
+def _split_stages(stages: dict[str, int]) -> tuple[list[int | None], str]:
+    """stages_ns → (one value per STAGES column, JSON of the other keys)."""
+    for name, v in stages.items():
+        if type(v) is not int:
+            raise JournalError(f"stages_ns[{name!r}] = {v!r}: expected int ns")
+    extra = {k: v for k, v in stages.items() if k not in STAGES}
+    return [stages.get(s) for s in STAGES], json.dumps(extra, sort_keys=True)
+
+
+def _exec_from_row(row: Sequence[Any], orders: list[LegOrderRecord]) -> ExecutionRecord:
+    d = dict(zip(_EXEC_COLS, row, strict=True))
+    stages: dict[str, int] = {
+        s: d[c] for s, c in zip(STAGES, _STAGE_COLS, strict=True) if d[c] is not None
+    }
+    stages.update(json.loads(d["stages_extra"]))
+    return ExecutionRecord(
+        execution_id=d["execution_id"],
+        symbol=d["symbol"],
+        combo=d["combo"],
+        mode=_MODES[d["mode"]],
+        state=_STATES[d["state"]],
+        created_ns=d["created_ns"],
+        updated_ns=d["updated_ns"],
+        planned_qty=Qty(d["planned_qty_e2"]),
+        expected_profit=Money(d["expected_profit_e6"]),
+        opportunity_id=d["opportunity_id"],
+        realized_pnl=Money(d["realized_pnl_e6"]),
+        hedge_cost=Money(d["hedge_cost_e6"]),
+        error=d["error"],
+        stages_ns=stages,
+        orders=orders,
+    )
+
 
 _OPP_COLS = (
     "id",
@@ -211,112 +275,6 @@ _SPREAD_COLS = (
 _INSERT_SPREAD = (
     f"INSERT INTO spreads ({', '.join(_SPREAD_COLS)}) VALUES ({', '.join('?' * len(_SPREAD_COLS))})"
 )
-
-_MODES = {m.value: m for m in Mode}
-_VENUES = {v.value: v for v in Venue}
-_OUTCOMES = {o.value: o for o in Outcome}
-_STATES = {s.value: s for s in ExecState}
-
-
-def _order_params(r: ExecutionRow) -> tuple[Any, ...]:
-    return (
-        r.execution_id,
-        r.leg,
-        r.attempt,
-        r.mode.value,
-        r.venue.value,
-        r.symbol,
-        r.outcome.value,
-        r.limit_price,
-        r.requested_qty,
-        r.filled_qty,
-        r.avg_price,
-        r.filled_cost,
-        r.fees,
-        r.status,
-        r.client_order_id,
-        r.venue_order_id,
-        r.decided_ns,
-        r.submitted_ns,
-        r.acked_ns,
-        r.filled_ns,
-        r.reason,
-    )
-
-
-def _order_from_row(row: Sequence[Any]) -> ExecutionRow:
-    (
-        rowid,
-        execution_id,
-        leg,
-        attempt,
-        mode,
-        venue,
-        symbol,
-        outcome,
-        limit_price,
-        requested_qty,
-        filled_qty,
-        avg_price,
-        filled_cost,
-        fees,
-        status,
-        client_order_id,
-        venue_order_id,
-        decided_ns,
-        submitted_ns,
-        acked_ns,
-        filled_ns,
-        reason,
-    ) = row
-    return ExecutionRow(
-        execution_id=execution_id,
-        leg=leg,
-        attempt=attempt,
-        mode=_MODES[mode],
-        venue=_VENUES[venue],
-        symbol=symbol,
-        outcome=_OUTCOMES[outcome],
-        limit_price=Price(limit_price),
-        requested_qty=Qty(requested_qty),
-        client_order_id=client_order_id,
-        status=status,
-        filled_qty=Qty(filled_qty),
-        filled_cost=Money(filled_cost),
-        fees=Money(fees),
-        avg_price=None if avg_price is None else Price(avg_price),
-        venue_order_id=venue_order_id,
-        decided_ns=decided_ns,
-        submitted_ns=submitted_ns,
-        acked_ns=acked_ns,
-        filled_ns=filled_ns,
-        reason=reason,
-        id=rowid,
-    )
-
-
-def _exec_from_row(row: Sequence[Any], orders: Iterable[ExecutionRow]) -> ArbExecution:
-    d = dict(zip(_EXEC_COLS, row, strict=True))
-    pnl, hedge = d["realized_pnl_e6"], d["hedge_cost_e6"]
-    return ArbExecution(
-        execution_id=d["execution_id"],
-        symbol=d["symbol"],
-        mode=_MODES[d["mode"]],
-        state=_STATES[d["state"]],
-        opportunity_id=d["opportunity_id"],
-        created_ns=d["created_ns"],
-        updated_ns=d["updated_ns"],
-        realized_pnl=None if pnl is None else Money(pnl),
-        hedge_cost=None if hedge is None else Money(hedge),
-        detected_ns=d["detected_ns"],
-        decision_ns=d["decision_ns"],
-        submit_ns=d["submit_ns"],
-        ack_ns=d["ack_ns"],
-        fill_ns=d["fill_ns"],
-        done_ns=d["done_ns"],
-        error=d["error"],
-        orders=tuple(orders),
-    )
 
 
 def _opp_params(
@@ -370,20 +328,15 @@ def _spread_params(s: SpreadSample) -> tuple[Any, ...]:
     )
 
 
-def _check_order(r: ExecutionRow) -> None:
-    if r.leg not in LEGS:
-        raise ValueError(f"leg {r.leg!r}: expected one of {sorted(LEGS)}")
-    if r.status not in ORDER_STATUSES:
-        raise ValueError(f"status {r.status!r}: expected one of {sorted(ORDER_STATUSES)}")
-    if not r.client_order_id:
-        raise ValueError("client_order_id must not be empty")
-
-
 # ------------------------------------------------------------ database ------------
 
 
 class Database:
-    """Async handle on the arbkit SQLite file. ``await open()`` before use."""
+    """Async handle on the arbkit SQLite file. ``await open()`` before use.
+
+    Implements ``arbkit.execution.journal.Journal`` (``record_intent``, ``record_order``,
+    ``record_state``, ``open_executions``) durably, plus positions and analysis reads.
+    """
 
     def __init__(self, path: str | Path = DEFAULT_PATH, *, busy_timeout_ms: int = 10_000) -> None:
         self.path = Path(path)
@@ -498,150 +451,147 @@ class Database:
                 raise
             await conn.execute("COMMIT")
 
-    # -- journal (awaited, committed and fsynced before returning)
+    # -- journal (each call committed and fsynced before it returns)
 
-    async def journal_intent(
-        self,
-        execution_id: str,
-        symbol: str,
-        mode: Mode,
-        opportunity_id: int | None,
-        legs: Sequence[LegIntent],
-        now_ns: int,
-        *,
-        detected_ns: int | None = None,
-    ) -> None:
-        """Record an execution and its planned first order(s) before anything is sent.
+    async def record_intent(self, ex: ExecutionRecord, leg1: LegOrderRecord) -> None:
+        """Store the execution and its planned leg-1 order before anything is sent.
 
         Refuses (``JournalError``) an execution id or client order id already journaled:
-        ids are deterministic, so a repeat means the same orders would be sent twice.
+        ids are deterministic, so a repeat means the same order would be sent twice.
         """
-        if not legs:
-            raise ValueError("journal_intent needs the planned order(s)")
-        rows = [
-            ExecutionRow(
-                execution_id=execution_id,
-                leg=leg.leg,
-                attempt=leg.attempt,
-                mode=mode,
-                venue=leg.venue,
-                symbol=symbol,
-                outcome=leg.outcome,
-                limit_price=leg.limit_price,
-                requested_qty=leg.qty,
-                client_order_id=leg.client_order_id,
-                status=PLANNED,
-                decided_ns=now_ns,
+        if leg1.execution_id != ex.execution_id:
+            raise JournalError(
+                f"leg 1 {leg1.client_order_id!r} belongs to {leg1.execution_id!r}, "
+                f"not {ex.execution_id!r}"
             )
-            for leg in legs
-        ]
-        for r in rows:
-            _check_order(r)
+        stage_values, extra = _split_stages(ex.stages_ns)
+        cols = _EXEC_COLS[:14] + _STAGE_COLS
+        params = (
+            ex.execution_id,
+            ex.symbol,
+            ex.combo,
+            ex.mode.value,
+            ex.state.value,
+            ex.opportunity_id,
+            ex.created_ns,
+            ex.updated_ns,
+            ex.planned_qty,
+            ex.expected_profit,
+            ex.realized_pnl,
+            ex.hedge_cost,
+            ex.error,
+            extra,
+            *stage_values,
+        )
         async with self._txn() as conn:
             try:
                 await conn.execute(
-                    "INSERT INTO arb_executions (execution_id, symbol, mode, state, "
-                    "opportunity_id, created_ns, updated_ns, detected_ns, decision_ns) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        execution_id,
-                        symbol,
-                        mode.value,
-                        ExecState.INTENT.value,
-                        opportunity_id,
-                        now_ns,
-                        now_ns,
-                        detected_ns,
-                        now_ns,
-                    ),
+                    f"INSERT INTO arb_executions ({', '.join(cols)}) "
+                    f"VALUES ({', '.join('?' * len(cols))})",
+                    params,
                 )
             except sqlite3.IntegrityError as exc:
                 raise JournalError(
-                    f"execution {execution_id!r} is already journaled ({exc}); "
+                    f"execution {ex.execution_id!r} refused ({exc}); "
                     "an execution id is never reused"
                 ) from exc
-            for r in rows:
-                try:
-                    await conn.execute(
-                        f"INSERT INTO executions ({', '.join(_ORDER_WRITE_COLS)}) "
-                        f"VALUES ({', '.join('?' * len(_ORDER_WRITE_COLS))})",
-                        _order_params(r),
-                    )
-                except sqlite3.IntegrityError as exc:
-                    raise JournalError(
-                        f"order {r.client_order_id!r} of {execution_id!r} refused: {exc}"
-                    ) from exc
-
-    async def journal_order(self, row: ExecutionRow) -> None:
-        """Insert or update one order by ``client_order_id`` (commit before sending it).
-
-        The order's identity (execution, leg, attempt, venue, symbol, outcome, limit, qty)
-        must match what is recorded; timestamps, venue order id and reason given as
-        None/'' keep their recorded values.
-        """
-        _check_order(row)
-        async with self._txn() as conn:
             try:
-                cur = await conn.execute(_UPSERT_ORDER, _order_params(row))
+                await conn.execute(_INSERT_ORDER, _order_params(leg1))
             except sqlite3.IntegrityError as exc:
                 raise JournalError(
-                    f"order {row.client_order_id!r} of {row.execution_id!r} refused: {exc} "
+                    f"order {leg1.client_order_id!r} of {ex.execution_id!r} refused ({exc}); "
+                    "a client order id is never reused"
+                ) from exc
+
+    async def record_order(self, order: LegOrderRecord) -> None:
+        """Insert or update one order by ``client_order_id`` (before it is sent, and after).
+
+        The identity (execution, leg, attempt, mode, venue, symbol, outcome, limit, qty)
+        must match what is recorded. Unknown values (0 timestamps, '' ids/reasons) keep
+        what was recorded.
+        """
+        async with self._txn() as conn:
+            try:
+                cur = await conn.execute(_UPSERT_ORDER, _order_params(order))
+            except sqlite3.IntegrityError as exc:
+                raise JournalError(
+                    f"order {order.client_order_id!r} of {order.execution_id!r} refused: {exc} "
                     "(is the execution journaled?)"
                 ) from exc
             if cur.rowcount != 1:
                 raise JournalError(
-                    f"order {row.client_order_id!r} is journaled with different terms "
-                    "(execution, leg, attempt, venue, symbol, outcome, limit or qty); "
+                    f"order {order.client_order_id!r} is journaled with different terms "
+                    "(execution, leg, attempt, mode, venue, symbol, outcome, limit or qty); "
                     "a client order id is never reused"
                 )
 
-    async def journal_state(
-        self, execution_id: str, state: ExecState, now_ns: int, **fields: int | str | None
-    ) -> None:
-        """Move an execution to ``state`` (see ``records.TRANSITIONS``) and set ``fields``.
+    async def record_state(self, ex: ExecutionRecord) -> None:
+        """Store the execution's state, pnl, hedge cost, error and stage times.
 
-        Fields: realized_pnl, hedge_cost (Money), opportunity_id, detected_ns,
-        decision_ns, submit_ns, ack_ns, fill_ns, done_ns, error. A terminal state sets
-        ``done_ns`` to ``now_ns`` unless given.
+        A terminal execution never changes state again and nothing returns to ``intent``
+        (``JournalError``); stage times once recorded are kept.
         """
-        unknown = sorted(set(fields) - set(_STATE_FIELDS))
-        if unknown:
-            raise TypeError(
-                f"journal_state: unknown field(s) {unknown}; known {sorted(_STATE_FIELDS)}"
-            )
-        sets = ["state = ?", "updated_ns = ?"]
-        params: list[Any] = [state.value, now_ns]
-        for name, value in fields.items():
-            sets.append(f"{_STATE_FIELDS[name]} = ?")
-            params.append(value)
-        if state.terminal and "done_ns" not in fields:
-            sets.append("done_ns = COALESCE(done_ns, ?)")
-            params.append(now_ns)
+        stage_values, extra = _split_stages(ex.stages_ns)
         async with self._txn() as conn:
             row = await _fetchone_or_none(
-                conn, "SELECT state FROM arb_executions WHERE execution_id = ?", (execution_id,)
+                conn,
+                "SELECT state, stages_extra FROM arb_executions WHERE execution_id = ?",
+                (ex.execution_id,),
             )
             if row is None:
-                raise JournalError(f"execution {execution_id!r} is not journaled")
+                raise JournalError(f"execution {ex.execution_id!r} is not journaled")
             current = _STATES[row[0]]
-            if state is not current and state not in TRANSITIONS[current]:
+            if ex.state is not current and (current.terminal or ex.state is ExecState.INTENT):
                 raise JournalError(
-                    f"execution {execution_id!r}: {current.value} -> {state.value} is not "
-                    f"allowed (from {current.value}: "
-                    f"{sorted(s.value for s in TRANSITIONS[current]) or 'terminal'})"
+                    f"execution {ex.execution_id!r}: {current.value} -> {ex.state.value} "
+                    "refused (terminal states are final; nothing returns to intent)"
                 )
-            try:
-                await conn.execute(
-                    f"UPDATE arb_executions SET {', '.join(sets)} WHERE execution_id = ?",
-                    (*params, execution_id),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise JournalError(f"execution {execution_id!r}: {exc}") from exc
+            merged = {**json.loads(row[1]), **json.loads(extra)}
+            await conn.execute(
+                "UPDATE arb_executions SET state = ?, updated_ns = ?, opportunity_id = "
+                "COALESCE(?, opportunity_id), realized_pnl_e6 = ?, hedge_cost_e6 = ?, "
+                "error = ?, stages_extra = ?, "
+                + ", ".join(f"{c} = COALESCE(?, {c})" for c in _STAGE_COLS)
+                + " WHERE execution_id = ?",
+                (
+                    ex.state.value,
+                    ex.updated_ns,
+                    ex.opportunity_id,
+                    ex.realized_pnl,
+                    ex.hedge_cost,
+                    ex.error,
+                    json.dumps(merged, sort_keys=True),
+                    *stage_values,
+                    ex.execution_id,
+                ),
+            )
+
+    async def open_executions(self) -> list[ExecutionRecord]:
+        """Non-terminal executions (oldest first) with their orders, for reconciliation."""
+        return await self.executions_in_state(*(_STATES[s] for s in _NON_TERMINAL))
+
+    async def executions_in_state(self, *states: ExecState) -> list[ExecutionRecord]:
+        """E.g. ``executions_in_state(ExecState.UNHEDGED)`` for the start-up report."""
+        if not states:
+            return []
+        marks = ", ".join("?" * len(states))
+        async with self._lock:
+            return await self._executions(
+                self._conn(),
+                f"WHERE state IN ({marks}) ORDER BY created_ns, execution_id",
+                tuple(s.value for s in states),
+            )
+
+    async def execution(self, execution_id: str) -> ExecutionRecord | None:
+        async with self._lock:
+            found = await self._executions(self._conn(), "WHERE execution_id = ?", (execution_id,))
+        return found[0] if found else None
+
+    # -- positions (durable, like the journal)
 
     async def set_position(
         self, symbol: str, venue: Venue, outcome: Outcome, qty: Qty, cost: Money, now_ns: int
     ) -> None:
-        """Record the current position (durable, like the journal)."""
         async with self._txn() as conn:
             await conn.execute(
                 "INSERT INTO positions (symbol, venue, outcome, qty_e2, cost_e6, updated_ns) "
@@ -650,22 +600,6 @@ class Database:
                 "updated_ns = excluded.updated_ns",
                 (symbol, venue.value, outcome.value, qty, cost, now_ns),
             )
-
-    # -- journal reads (for reconciliation on start)
-
-    async def non_terminal_executions(self) -> list[ArbExecution]:
-        """Executions not done/failed (incl. 'unhedged'), oldest first, with their orders."""
-        async with self._lock:
-            return await self._executions(
-                self._conn(),
-                f"WHERE {_NON_TERMINAL} ORDER BY created_ns, execution_id",
-                (),
-            )
-
-    async def execution(self, execution_id: str) -> ArbExecution | None:
-        async with self._lock:
-            found = await self._executions(self._conn(), "WHERE execution_id = ?", (execution_id,))
-        return found[0] if found else None
 
     async def positions(self) -> list[PositionRow]:
         async with self._lock:
@@ -680,7 +614,7 @@ class Database:
 
     # -- analysis reads (telemetry connection: never hold up the journal)
 
-    async def recent_executions(self, limit: int = 50) -> list[ArbExecution]:
+    async def recent_executions(self, limit: int = 50) -> list[ExecutionRecord]:
         """The newest ``limit`` executions, newest first, with their orders."""
         return await self._executions(
             self._conn(telemetry=True),
@@ -690,6 +624,7 @@ class Database:
         )
 
     async def summary(self) -> DbSummary:
+        """Rows per table, executions per state, opportunities per decision, total pnl."""
         conn = self._conn(telemetry=True)
         counts = {}
         for table in TABLES:
@@ -724,14 +659,14 @@ class Database:
 
     async def _executions(
         self, conn: aiosqlite.Connection, where: str, params: tuple[Any, ...]
-    ) -> list[ArbExecution]:
+    ) -> list[ExecutionRecord]:
         rows = list(await conn.execute_fetchall(f"{_SELECT_EXECS} {where}", params))
         if not rows:
             return []
         ids = [r[0] for r in rows]
-        orders: dict[str, list[ExecutionRow]] = {i: [] for i in ids}
-        for chunk_start in range(0, len(ids), 500):  # stay under SQLite's variable limit
-            chunk = ids[chunk_start : chunk_start + 500]
+        orders: dict[str, list[LegOrderRecord]] = {i: [] for i in ids}
+        for start in range(0, len(ids), 500):  # stay under SQLite's variable limit
+            chunk = ids[start : start + 500]
             for r in await conn.execute_fetchall(
                 f"{_SELECT_ORDERS} WHERE execution_id IN ({', '.join('?' * len(chunk))}) "
                 "ORDER BY id",

@@ -12,8 +12,35 @@ from __future__ import annotations
 
 _MODES = "('monitor', 'paper', 'live')"
 _OUTCOMES = "('yes', 'no')"
-_EXEC_STATES = "('intent', 'leg1_sent', 'leg2_sent', 'hedging', 'done', 'failed', 'unhedged')"
-_ORDER_STATUSES = "('planned', 'pending', 'open', 'filled', 'cancelled', 'rejected', 'unknown')"
+# = arbkit.execution.journal.ExecState and arbkit.execution.venue.OrderState values
+# (a test keeps them equal; a new value needs a migration).
+EXEC_STATES = (
+    "intent",
+    "leg1_sent",
+    "leg2_sent",
+    "hedging",
+    "done",
+    "hedged",
+    "unhedged",
+    "failed",
+)
+ORDER_STATES = ("pending", "open", "filled", "cancelled", "rejected", "unknown")
+_EXEC_STATES = "(" + ", ".join(f"'{s}'" for s in EXEC_STATES) + ")"
+_ORDER_STATES = "(" + ", ".join(f"'{s}'" for s in ORDER_STATES) + ")"
+# ExecutionRecord.stages_ns keys with their own column; other keys go to stages_extra.
+STAGES = (
+    "detected",
+    "decided",
+    "leg1_submit",
+    "leg1_ack",
+    "leg1_fill",
+    "leg2_submit",
+    "leg2_ack",
+    "leg2_fill",
+    "hedge_start",
+    "hedge_end",
+)
+_STAGE_COLUMNS = "\n".join(f"        {s}_ns INTEGER," for s in STAGES)
 
 _TABLES_V1 = (
     f"""
@@ -69,22 +96,21 @@ _TABLES_V1 = (
     "CREATE INDEX spreads_symbol_sampled ON spreads (symbol, sampled_ns)",
     f"""
     CREATE TABLE arb_executions (
-        execution_id    TEXT    PRIMARY KEY,
-        symbol          TEXT    NOT NULL,
-        mode            TEXT    NOT NULL CHECK (mode IN {_MODES}),
-        state           TEXT    NOT NULL CHECK (state IN {_EXEC_STATES}),
-        opportunity_id  INTEGER,
-        created_ns      INTEGER NOT NULL,
-        updated_ns      INTEGER NOT NULL,
-        realized_pnl_e6 INTEGER,
-        hedge_cost_e6   INTEGER,
-        detected_ns     INTEGER,
-        decision_ns     INTEGER,
-        submit_ns       INTEGER,
-        ack_ns          INTEGER,
-        fill_ns         INTEGER,
-        done_ns         INTEGER,
-        error           TEXT    NOT NULL DEFAULT ''
+        execution_id       TEXT    PRIMARY KEY,
+        symbol             TEXT    NOT NULL,
+        combo              TEXT    NOT NULL,
+        mode               TEXT    NOT NULL CHECK (mode IN {_MODES}),
+        state              TEXT    NOT NULL CHECK (state IN {_EXEC_STATES}),
+        opportunity_id     INTEGER,
+        created_ns         INTEGER NOT NULL,
+        updated_ns         INTEGER NOT NULL,
+        planned_qty_e2     INTEGER NOT NULL,
+        expected_profit_e6 INTEGER NOT NULL,
+        realized_pnl_e6    INTEGER NOT NULL DEFAULT 0,
+        hedge_cost_e6      INTEGER NOT NULL DEFAULT 0,
+{_STAGE_COLUMNS}
+        stages_extra       TEXT    NOT NULL DEFAULT '{{}}',
+        error              TEXT    NOT NULL DEFAULT ''
     ) STRICT
     """,
     "CREATE INDEX arb_executions_state ON arb_executions (state)",
@@ -102,10 +128,9 @@ _TABLES_V1 = (
         limit_price_e4   INTEGER NOT NULL,
         requested_qty_e2 INTEGER NOT NULL,
         filled_qty_e2    INTEGER NOT NULL DEFAULT 0,
-        avg_price_e4     INTEGER,
         filled_cost_e6   INTEGER NOT NULL DEFAULT 0,
         fees_e6          INTEGER NOT NULL DEFAULT 0,
-        status           TEXT    NOT NULL CHECK (status IN {_ORDER_STATUSES}),
+        state            TEXT    NOT NULL CHECK (state IN {_ORDER_STATES}),
         client_order_id  TEXT    NOT NULL UNIQUE,
         venue_order_id   TEXT    NOT NULL DEFAULT '',
         decided_ns       INTEGER,
@@ -148,9 +173,9 @@ def _derived(col: str) -> str | None:
     return None
 
 
-def _view(table: str, columns: list[str]) -> str:
+def _view(table: str, columns: list[str], extra: tuple[str, ...] = ()) -> str:
     derived = [d for d in map(_derived, columns) if d]
-    body = ",\n        ".join(["t.*", *derived])
+    body = ",\n        ".join(["t.*", *derived, *extra])
     return f"CREATE VIEW v_{table} AS\n    SELECT\n        {body}\n    FROM {table} AS t"
 
 
@@ -189,20 +214,16 @@ _VIEW_COLUMNS_V1: dict[str, list[str]] = {
     "arb_executions": [
         "created_ns",
         "updated_ns",
+        "planned_qty_e2",
+        "expected_profit_e6",
         "realized_pnl_e6",
         "hedge_cost_e6",
-        "detected_ns",
-        "decision_ns",
-        "submit_ns",
-        "ack_ns",
-        "fill_ns",
-        "done_ns",
+        *(f"{s}_ns" for s in STAGES),
     ],
     "executions": [
         "limit_price_e4",
         "requested_qty_e2",
         "filled_qty_e2",
-        "avg_price_e4",
         "filled_cost_e6",
         "fees_e6",
         "decided_ns",
@@ -213,7 +234,26 @@ _VIEW_COLUMNS_V1: dict[str, list[str]] = {
     "positions": ["qty_e2", "cost_e6", "updated_ns"],
 }
 
-_VIEWS_V1 = tuple(_view(t, cols) for t, cols in _VIEW_COLUMNS_V1.items())
+_VIEW_EXTRA_V1: dict[str, tuple[str, ...]] = {
+    "arb_executions": (
+        # latency stages in ms (NULL when a stage was not reached)
+        "(decided_ns - detected_ns) / 1e6 AS detect_to_decide_ms",
+        "(leg1_submit_ns - decided_ns) / 1e6 AS decide_to_submit_ms",
+        "(leg1_ack_ns - leg1_submit_ns) / 1e6 AS leg1_ack_ms",
+        "(leg1_fill_ns - leg1_submit_ns) / 1e6 AS leg1_fill_ms",
+        "(leg2_submit_ns - leg1_fill_ns) / 1e6 AS leg1_fill_to_leg2_submit_ms",
+        "(leg2_ack_ns - leg2_submit_ns) / 1e6 AS leg2_ack_ms",
+        "(leg2_fill_ns - leg2_submit_ns) / 1e6 AS leg2_fill_ms",
+        "(hedge_end_ns - hedge_start_ns) / 1e6 AS hedge_ms",
+    ),
+    "executions": (
+        # average fill price: filled_cost_e6 / filled_qty_e2 is in $0.0001 units
+        "CASE WHEN filled_qty_e2 > 0 THEN filled_cost_e6 * 1.0 / filled_qty_e2 / 1e4 END"
+        " AS avg_price_usd",
+    ),
+}
+
+_VIEWS_V1 = tuple(_view(t, cols, _VIEW_EXTRA_V1.get(t, ())) for t, cols in _VIEW_COLUMNS_V1.items())
 
 # MIGRATIONS[i]: statements that take user_version i to i + 1.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_TABLES_V1 + _VIEWS_V1,)

@@ -11,39 +11,54 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from arbkit.execution.venue import OrderResult, OrderState
+from arbkit.execution.journal import ExecState, ExecutionRecord, Leg, LegOrderRecord
+from arbkit.execution.venue import OrderState
 from arbkit.model import Mode, Money, Outcome, Price, Qty, Venue
 from arbkit.storage.database import Database, JournalError, StorageError
-from arbkit.storage.records import ExecState, ExecutionRow, LegIntent
-from arbkit.storage.schema import SCHEMA_VERSION, TABLES
+from arbkit.storage.schema import EXEC_STATES, ORDER_STATES, SCHEMA_VERSION, TABLES
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 VIEWS = tuple(f"v_{t}" for t in TABLES)
 
 
-def leg1(coid: str = "e1-leg1-0") -> LegIntent:
-    return LegIntent(coid, Venue.KALSHI, Outcome.YES, Price(4100), Qty(300))
-
-
-async def intent(db: Database, eid: str = "e1", coid: str = "e1-leg1-0") -> None:
-    await db.journal_intent(eid, "FED-25DEC", Mode.PAPER, 7, [leg1(coid)], now_ns=1_000)
-
-
-def order(eid: str = "e1", coid: str = "e1-leg2-0", **kw: object) -> ExecutionRow:
-    row = ExecutionRow(
+def record(eid: str = "e1", state: ExecState = ExecState.INTENT, **kw: object) -> ExecutionRecord:
+    ex = ExecutionRecord(
         execution_id=eid,
-        leg="leg2",
-        attempt=0,
-        mode=Mode.PAPER,
-        venue=Venue.IBKR,
         symbol="FED-25DEC",
-        outcome=Outcome.NO,
-        limit_price=Price(5500),
-        requested_qty=Qty(300),
-        client_order_id=coid,
-        decided_ns=2_000,
+        combo="kalshi_yes+ibkr_no",
+        mode=Mode.PAPER,
+        state=state,
+        created_ns=1_000,
+        updated_ns=1_000,
+        planned_qty=Qty(300),
+        expected_profit=Money(30_000),
+        opportunity_id=7,
+        stages_ns={"detected": 900, "decided": 1_000},
     )
-    return dataclasses.replace(row, **kw)  # type: ignore[arg-type]
+    return dataclasses.replace(ex, **kw)  # type: ignore[arg-type]
+
+
+def order(eid: str = "e1", leg: Leg = Leg.LEG1, attempt: int = 0, **kw: object) -> LegOrderRecord:
+    rec = LegOrderRecord(
+        execution_id=eid,
+        leg=leg,
+        attempt=attempt,
+        mode=Mode.PAPER,
+        venue=Venue.KALSHI if leg is not Leg.LEG2 else Venue.IBKR,
+        symbol="FED-25DEC",
+        outcome=Outcome.YES if leg is not Leg.LEG2 else Outcome.NO,
+        limit_price=Price(4100),
+        requested_qty=Qty(300),
+        client_order_id=f"{eid}-{leg.value}-{attempt}",
+        decided_ns=1_000,
+    )
+    return dataclasses.replace(rec, **kw)  # type: ignore[arg-type]
+
+
+async def intent(db: Database, eid: str = "e1", **kw: object) -> ExecutionRecord:
+    ex = record(eid, **kw)
+    await db.record_intent(ex, order(eid))
+    return ex
 
 
 # ---------------------------------------------------------------- schema ----------
@@ -79,7 +94,7 @@ async def test_reopen_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
     for _ in range(2):
         async with Database(path) as db:
             assert db.user_version == SCHEMA_VERSION
-            assert [e.execution_id for e in await db.non_terminal_executions()] == ["e1"]
+            assert [e.execution_id for e in await db.open_executions()] == ["e1"]
             assert len(await db.positions()) == 1
 
 
@@ -103,6 +118,12 @@ async def test_migration_from_empty_matches_docs() -> None:
         assert f"`{name}`" in doc, name
 
 
+def test_schema_enums_match_the_executor() -> None:
+    """A new ExecState/OrderState value needs a migration: the CHECKs would refuse it."""
+    assert set(EXEC_STATES) == {s.value for s in ExecState}
+    assert set(ORDER_STATES) == {s.value for s in OrderState}
+
+
 # ---------------------------------------------------------- exactness -------------
 
 
@@ -118,28 +139,32 @@ async def test_int64_round_trip_exact(
         [pos] = await db.positions()
         assert (pos.qty, pos.cost, pos.updated_ns) == (qty, cost, ts)
 
-        await intent(db)
-        row = order(
+        ex = record(
+            planned_qty=Qty(qty),
+            expected_profit=Money(cost),
+            created_ns=ts,
+            stages_ns={"detected": ts, "custom_stage": ts},
+        )
+        leg = order(
             limit_price=Price(price),
             requested_qty=Qty(qty),
             filled_qty=Qty(filled),
             filled_cost=Money(cost),
             fees=Money(fees),
-            avg_price=Price(price),
             acked_ns=ts,
         )
-        await db.journal_order(row)
-        await db.journal_state("e1", ExecState.LEG1_SENT, ts, realized_pnl=Money(cost))
-        [ex] = await db.non_terminal_executions()
-        got = ex.orders[1]
-        assert dataclasses.replace(got, id=None) == row
-        assert ex.realized_pnl == cost and ex.updated_ns == ts
+        await db.record_intent(ex, leg)
+        ex.state, ex.realized_pnl, ex.hedge_cost = ExecState.LEG1_SENT, Money(fees), Money(cost)
+        await db.record_state(ex)
+        got = await db.execution("e1")
+        assert got is not None
+        assert got.orders == [leg]
+        assert dataclasses.replace(got, orders=[]) == ex
         # the view's dollar columns are the exact integers scaled, computed only there
         conn = db._journal
         assert conn is not None
         async with conn.execute(
-            "SELECT fees_e6, fees_usd, limit_price_usd, filled_qty FROM v_executions "
-            "WHERE client_order_id = 'e1-leg2-0'"
+            "SELECT fees_e6, fees_usd, limit_price_usd, filled_qty FROM v_executions"
         ) as cur:
             r = await cur.fetchone()
         assert r is not None
@@ -152,116 +177,134 @@ async def test_values_outside_int64_or_inexact_are_refused(db: Database) -> None
     # STRICT tables: a fractional float cannot sneak into an integer column
     with pytest.raises(sqlite3.IntegrityError):
         await db.set_position("S", Venue.IBKR, Outcome.NO, Qty(1), Money(0.5), 1)  # type: ignore[arg-type]
+    with pytest.raises(JournalError, match="expected int ns"):
+        await db.record_intent(record(stages_ns={"decided": 1.5}), order())  # type: ignore[dict-item]
     assert await db.positions() == []
+    assert await db.execution("e1") is None
 
 
 async def test_views_show_dollars_and_iso_times(db: Database) -> None:
     await db.set_position(
         "S", Venue.KALSHI, Outcome.YES, Qty(250), Money(1_234_567), 1_700_000_000_000_000_001
     )
+    await intent(db)
+    await db.record_order(
+        order(state=OrderState.FILLED, filled_qty=Qty(300), filled_cost=Money(1_230_000))
+    )
     conn = db._journal
     assert conn is not None
     async with conn.execute("SELECT qty, cost_usd, updated_at FROM v_positions") as cur:
         assert await cur.fetchone() == (2.5, 1.234567, "2023-11-14T22:13:20.000000001Z")
+    async with conn.execute("SELECT avg_price_usd, submitted_at FROM v_executions") as cur:
+        assert await cur.fetchone() == (0.41, None)
+    async with conn.execute(
+        "SELECT detect_to_decide_ms, leg1_ack_ms, expected_profit_usd FROM v_arb_executions"
+    ) as cur:
+        assert await cur.fetchone() == (0.0001, None, 0.03)
 
 
 # ------------------------------------------------------------- journal ------------
 
 
 async def test_intent_is_listed_for_reconciliation(db: Database) -> None:
-    await intent(db)
-    [ex] = await db.non_terminal_executions()
-    assert ex.state is ExecState.INTENT and ex.mode is Mode.PAPER and ex.opportunity_id == 7
-    assert ex.created_ns == ex.decision_ns == 1_000
-    [o] = ex.orders
-    assert (o.client_order_id, o.status, o.leg, o.venue, o.limit_price, o.requested_qty) == (
-        "e1-leg1-0",
-        "planned",
-        "leg1",
-        Venue.KALSHI,
-        4100,
-        300,
-    )
-    assert o.decided_ns == 1_000 and o.submitted_ns is None
+    ex = await intent(db)
+    [got] = await db.open_executions()
+    assert dataclasses.replace(got, orders=[]) == ex
+    [o] = got.orders
+    assert o == order()
+    assert (o.state, o.submitted_ns) == (OrderState.PENDING, 0)  # 0 = not yet, stored NULL
 
 
 async def test_intent_is_never_journaled_twice(db: Database) -> None:
     await intent(db)
-    with pytest.raises(JournalError, match="already journaled"):
+    with pytest.raises(JournalError, match="never reused"):
         await intent(db)
     # a reused client order id rolls the whole second intent back
     with pytest.raises(JournalError, match="e1-leg1-0"):
-        await intent(db, eid="e2", coid="e1-leg1-0")
+        await db.record_intent(record("e2"), order("e1"))
+    with pytest.raises(JournalError, match="belongs to"):
+        await db.record_intent(record("e3"), order("e2"))
     assert await db.execution("e2") is None
-    with pytest.raises(ValueError):
-        await db.journal_intent("e3", "S", Mode.PAPER, None, [], 1)
+    assert [e.execution_id for e in await db.open_executions()] == ["e1"]
 
 
 async def test_order_upsert_progress_and_identity(db: Database) -> None:
     await intent(db)
-    row = order()
-    await db.journal_order(row)  # planned leg 2, committed before sending
-    sent = dataclasses.replace(row, status="pending", submitted_ns=3_000)
-    await db.journal_order(sent)
-    result = OrderResult(
-        "e1-leg2-0", "V-9", OrderState.FILLED, Qty(300), Qty(200), Money(1_100_000), Money(20_000)
+    leg2 = order(leg=Leg.LEG2, decided_ns=2_000)
+    await db.record_order(leg2)  # planned leg 2, committed before sending
+    leg2.submitted_ns = 3_000
+    await db.record_order(leg2)
+    leg2.state, leg2.venue_order_id, leg2.acked_ns, leg2.filled_ns = (
+        OrderState.FILLED,
+        "V-9",
+        4_000,
+        4_000,
     )
-    await db.journal_order(sent.with_result(result, now_ns=4_000))
-    # a later update that omits timestamps keeps the recorded ones
-    await db.journal_order(
-        dataclasses.replace(row, status="filled", filled_qty=Qty(200), decided_ns=None)
-    )
+    leg2.filled_qty, leg2.filled_cost, leg2.fees = Qty(200), Money(1_100_000), Money(20_000)
+    await db.record_order(leg2)
+    # an update that does not know the timestamps (0) keeps the recorded ones
+    await db.record_order(dataclasses.replace(leg2, decided_ns=0, submitted_ns=0, reason=""))
     ex = await db.execution("e1")
     assert ex is not None
-    got = ex.orders[1]
-    assert (got.status, got.filled_qty, got.venue_order_id) == ("filled", 200, "V-9")
-    assert (got.decided_ns, got.submitted_ns, got.acked_ns, got.filled_ns) == (
-        2_000,
-        3_000,
-        4_000,
-        4_000,
-    )
+    assert [o.leg for o in ex.orders] == [Leg.LEG1, Leg.LEG2]
+    assert ex.orders[1] == leg2
     # identity is immutable: same client order id with other terms is refused
     with pytest.raises(JournalError, match="different terms"):
-        await db.journal_order(dataclasses.replace(row, limit_price=Price(5600)))
+        await db.record_order(dataclasses.replace(leg2, limit_price=Price(5600)))
     with pytest.raises(JournalError, match="different terms"):
-        await db.journal_order(dataclasses.replace(row, execution_id="e1x"))
+        await db.record_order(dataclasses.replace(leg2, requested_qty=Qty(1)))
     # an order of an execution that was never journaled
     with pytest.raises(JournalError, match="journaled"):
-        await db.journal_order(order(eid="nope", coid="nope-1"))
-    with pytest.raises(ValueError):
-        await db.journal_order(dataclasses.replace(row, status="weird"))
+        await db.record_order(order("nope"))
 
 
-async def test_state_machine(db: Database) -> None:
-    await intent(db)
-    await db.journal_state("e1", ExecState.LEG1_SENT, 2_000, submit_ns=1_900)
-    await db.journal_state("e1", ExecState.LEG1_SENT, 2_100, ack_ns=2_050)  # fields only
-    await db.journal_state("e1", ExecState.LEG2_SENT, 3_000)
-    with pytest.raises(JournalError, match="leg2_sent -> intent is not allowed"):
-        await db.journal_state("e1", ExecState.INTENT, 3_100)
-    await db.journal_state("e1", ExecState.DONE, 4_000, realized_pnl=Money(30_000), fill_ns=3_900)
-    ex = await db.execution("e1")
-    assert ex is not None
-    assert ex.state is ExecState.DONE and ex.done_ns == 4_000 and ex.realized_pnl == 30_000
-    assert (ex.submit_ns, ex.ack_ns, ex.fill_ns, ex.updated_ns) == (1_900, 2_050, 3_900, 4_000)
-    assert await db.non_terminal_executions() == []
-    with pytest.raises(JournalError, match="terminal"):
-        await db.journal_state("e1", ExecState.HEDGING, 5_000)
+async def test_state_updates_and_guards(db: Database) -> None:
+    ex = await intent(db)
+    ex.state = ExecState.LEG1_SENT
+    ex.stages_ns["leg1_submit"] = 1_900
+    ex.stages_ns["exotic"] = 5
+    await db.record_state(ex)
+    ex.state, ex.updated_ns, ex.error = ExecState.HEDGING, 3_000, "leg 2 rejected"
+    ex.stages_ns = {"hedge_start": 3_000}  # a record missing old stages does not erase them
+    await db.record_state(ex)
+    ex.state, ex.hedge_cost, ex.realized_pnl = ExecState.HEDGED, Money(12_345), Money(-12_345)
+    await db.record_state(ex)
+    got = await db.execution("e1")
+    assert got is not None
+    assert got.state is ExecState.HEDGED and got.error == "leg 2 rejected"
+    assert (got.hedge_cost, got.realized_pnl, got.updated_ns) == (12_345, -12_345, 3_000)
+    assert got.stages_ns == {
+        "detected": 900,
+        "decided": 1_000,
+        "leg1_submit": 1_900,
+        "exotic": 5,
+        "hedge_start": 3_000,
+    }
+    assert await db.open_executions() == []
+    await db.record_state(ex)  # same terminal state again: fields only, fine
+    ex.state = ExecState.FAILED
+    with pytest.raises(JournalError, match="terminal states are final"):
+        await db.record_state(ex)
     with pytest.raises(JournalError, match="not journaled"):
-        await db.journal_state("zz", ExecState.DONE, 5_000)
-    with pytest.raises(TypeError, match="unknown field"):
-        await db.journal_state("e1", ExecState.DONE, 5_000, pnl=1)
+        await db.record_state(record("zz"))
+    back = await intent(db, "e2")
+    back.state = ExecState.LEG1_SENT
+    await db.record_state(back)
+    back.state = ExecState.INTENT
+    with pytest.raises(JournalError, match="nothing returns to intent"):
+        await db.record_state(back)
 
 
-async def test_unhedged_stays_non_terminal(db: Database) -> None:
-    for eid in ("a", "b", "c"):
-        await intent(db, eid=eid, coid=f"{eid}-1")
-    await db.journal_state("a", ExecState.FAILED, 2, error="leg 1 rejected")
-    await db.journal_state("b", ExecState.LEG1_SENT, 2)
-    await db.journal_state("b", ExecState.UNHEDGED, 3, error="hedge failed")
-    open_ = {e.execution_id: e.state for e in await db.non_terminal_executions()}
-    assert open_ == {"b": ExecState.UNHEDGED, "c": ExecState.INTENT}
+async def test_open_and_unhedged_executions(db: Database) -> None:
+    for n, state in enumerate(
+        [ExecState.FAILED, ExecState.UNHEDGED, ExecState.INTENT, ExecState.HEDGING]
+    ):
+        ex = await intent(db, f"e{n}", created_ns=10 - n)
+        ex.state = state
+        await db.record_state(ex)
+    assert [e.execution_id for e in await db.open_executions()] == ["e3", "e2"]  # oldest first
+    [u] = await db.executions_in_state(ExecState.UNHEDGED)
+    assert u.execution_id == "e1" and len(u.orders) == 1
 
 
 async def test_positions_upsert(db: Database) -> None:
@@ -277,13 +320,10 @@ async def test_positions_upsert(db: Database) -> None:
 
 async def test_recent_executions_and_summary(db: Database) -> None:
     for n in range(5):
-        await db.journal_intent(f"e{n}", "S", Mode.LIVE, None, [leg1(f"e{n}-1")], now_ns=n)
-    await db.journal_state("e0", ExecState.FAILED, 10)
-    await db.journal_state("e1", ExecState.LEG1_SENT, 10)
-    await db.journal_state("e1", ExecState.LEG2_SENT, 11)
-    await db.journal_state(
-        "e1", ExecState.DONE, 12, realized_pnl=Money(25_000), hedge_cost=Money(-1)
-    )
+        await intent(db, f"e{n}", created_ns=n)
+    done = record("e1", ExecState.DONE, realized_pnl=Money(25_000), hedge_cost=Money(-1))
+    await db.record_state(done)
+    await db.record_state(record("e0", ExecState.FAILED))
     await db.set_position("S", Venue.KALSHI, Outcome.YES, Qty(100), Money(1), 1)
     recent = await db.recent_executions(3)
     assert [e.execution_id for e in recent] == ["e4", "e3", "e2"]

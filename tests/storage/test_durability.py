@@ -9,17 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+from arbkit.execution.journal import ExecState
+from arbkit.execution.venue import OrderState
 from arbkit.model import Mode, Venue
 from arbkit.storage.database import Database
-from arbkit.storage.records import ExecState
 
 # Child: journal an intent, its sent order and a state change; announce each step only
 # after the awaited call returned; then (optionally) keep the writer busy and wait to die.
 CHILD = r"""
 import asyncio, sys, time
-from arbkit.model import Mode, Outcome, Price, Qty, Venue
+from arbkit.execution.journal import ExecState, ExecutionRecord, Leg, LegOrderRecord
+from arbkit.model import Mode, Money, Outcome, Price, Qty, Venue
 from arbkit.storage.database import Database, DatabaseWriter
-from arbkit.storage.records import ExecState, LegIntent, SpreadSample
+from arbkit.storage.records import SpreadSample
 
 async def main(path):
     db = await Database(path).open()
@@ -27,10 +29,15 @@ async def main(path):
     writer.start()
     for n in range(1000):
         writer.spread(SpreadSample(ts_ns=n, symbol="S"))
-    leg = LegIntent("kill-e1-leg1-0", Venue.KALSHI, Outcome.YES, Price(4100), Qty(300))
-    await db.journal_intent("kill-e1", "FED", Mode.LIVE, None, [leg], now_ns=111)
+    ex = ExecutionRecord("kill-e1", "FED", "kalshi_yes+ibkr_no", Mode.LIVE, ExecState.INTENT,
+                         111, 111, Qty(300), Money(30_000), stages_ns={"decided": 111})
+    leg = LegOrderRecord("kill-e1", Leg.LEG1, 0, Mode.LIVE, Venue.KALSHI, "FED", Outcome.YES,
+                         Price(4100), Qty(300), "kill-e1-l1-0", decided_ns=111)
+    await db.record_intent(ex, leg)
     print("intent", flush=True)
-    await db.journal_state("kill-e1", ExecState.LEG1_SENT, 222, submit_ns=200)
+    ex.state, ex.updated_ns = ExecState.LEG1_SENT, 222
+    ex.stages_ns["leg1_submit"] = 200
+    await db.record_state(ex)
     print("state", flush=True)
     time.sleep(120)  # block the loop: nothing more is written, ever
 
@@ -60,17 +67,18 @@ def test_intent_survives_sigkill(tmp_path: Path) -> None:
 
     async def check() -> None:
         async with Database(path) as db:
-            [ex] = await db.non_terminal_executions()
+            [ex] = await db.open_executions()
             assert (ex.execution_id, ex.state, ex.mode) == (
                 "kill-e1",
                 ExecState.LEG1_SENT,
                 Mode.LIVE,
             )
-            assert (ex.created_ns, ex.submit_ns, ex.updated_ns) == (111, 200, 222)
+            assert (ex.created_ns, ex.updated_ns) == (111, 222)
+            assert ex.stages_ns == {"decided": 111, "leg1_submit": 200}
             [o] = ex.orders
-            assert (o.client_order_id, o.status, o.venue) == (
-                "kill-e1-leg1-0",
-                "planned",
+            assert (o.client_order_id, o.state, o.venue) == (
+                "kill-e1-l1-0",
+                OrderState.PENDING,
                 Venue.KALSHI,
             )
 

@@ -14,6 +14,7 @@ from arbkit.storage.database import Database, DatabaseWriter
 from arbkit.storage.records import SpreadSample
 
 from .helpers import make_opportunity
+from .test_database import intent
 
 
 async def until(cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
@@ -170,14 +171,10 @@ async def test_opportunity_ids_continue_after_reopen(db: Database) -> None:
 
 async def test_journal_commits_while_writer_is_busy(db: Database) -> None:
     """Telemetry batches and journal commits share the file without blocking each other."""
-    from arbkit.model import Outcome, Venue
-    from arbkit.storage.records import LegIntent
-
     async with DatabaseWriter(db, batch_size=500, flush_interval_ms=1) as w:
         for n in range(5_000):
             w.spread(sample(ts_ns=n))
         for n in range(20):
-            leg = LegIntent(f"c{n}", Venue.KALSHI, Outcome.YES, Price(4100), Qty(100))
-            await db.journal_intent(f"e{n}", "S", Mode.PAPER, None, [leg], now_ns=n)
+            await intent(db, f"e{n}")
     assert w.stats.written_spreads == 5_000
-    assert len(await db.non_terminal_executions()) == 20
+    assert len(await db.open_executions()) == 20
