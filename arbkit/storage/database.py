@@ -37,7 +37,7 @@ from typing import Any
 
 import aiosqlite
 
-from arbkit.execution.journal import ExecState, ExecutionRecord, Leg, LegOrderRecord
+from arbkit.execution.journal import ExecState, ExecutionRecord, Journal, Leg, LegOrderRecord
 from arbkit.execution.venue import OrderState
 from arbkit.model import Mode, Money, Opportunity, Outcome, Price, Qty, Venue
 from arbkit.storage.records import DECISIONS, DbSummary, PositionRow, SpreadSample, WriterStats
@@ -692,6 +692,11 @@ async def _fetchone_or_none(
     async with conn.execute(sql, params) as cur:
         row: sqlite3.Row | tuple[Any, ...] | None = await cur.fetchone()
     return row
+
+
+def _implements_journal(db: Database) -> Journal:
+    """mypy checks here that Database satisfies the executor's Journal protocol."""
+    return db
 
 
 # ------------------------------------------------------------- writer -------------
