@@ -63,7 +63,7 @@ def oracle(
             fee_k = fm.kalshi_fee(fk, book.spec.kalshi_series)
             fee_f = fm.forecastex_fee(n * 100)
             g = n * 1_000_000 - ck - cf - fee_k - fee_f
-            if ck + cf > params.max_notional_usd_per_trade or g <= 0 or g < n * params.min_edge_usd:
+            if ck + cf > params.max_notional_usd_per_trade or g <= 0 or g <= n * params.min_edge_usd:
                 continue
             if params.min_annualized_return_bps:
                 cap = ck + cf + fee_k + fee_f
@@ -214,8 +214,8 @@ def test_detector_matches_brute_force_oracle(
     assert {k: (o.contracts, o.expected_profit) for k, o in got.items()} == want
     for o in got.values():
         n = o.contracts
-        assert o.gross_cost + o.total_fees < n * 1_000_000 - (n * min_edge if min_edge else 0)
-        assert o.gross_cost + o.total_fees <= n * 1_000_000 - n * min_edge
+        # never: total cost + fees ≥ $1 − min edge (per contract)
+        assert o.gross_cost + o.total_fees < n * 1_000_000 - n * min_edge
         assert o.expected_profit == n * 1_000_000 - o.gross_cost - o.total_fees
         assert o.kalshi.size == o.ibkr.size == o.size
         assert o.gross_cost <= max_notional

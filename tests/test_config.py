@@ -126,3 +126,26 @@ def test_live_needs_config_and_confirmation(tmp_path: Path) -> None:
     assert not check_live_allowed(cfg, env={LIVE_CONFIRM_ENV: "yes"})[0]
     paper = load_execution_config(_write(tmp_path, 'mode = "paper"'))
     assert check_live_allowed(paper, env={})[0]
+
+
+def test_overrides_use_the_same_conversions() -> None:
+    from arbkit.config.execution_loader import ExecutionConfig, apply_overrides
+
+    cfg = apply_overrides(
+        ExecutionConfig(),
+        {
+            "detector.min_edge_usd": "0.02",
+            "detector.max_contracts_per_trade": "7",
+            "fees.kalshi_taker_coefficient": "0.1",
+            "execution.recheck_leg2_quote": "false",
+            "mode": "paper",
+        },
+    )
+    assert cfg.detector.min_edge_usd == 20_000 and cfg.detector.max_contracts_per_trade == 7
+    assert str(cfg.fees.kalshi_taker_coefficient) == "0.1"
+    assert cfg.execution.recheck_leg2_quote is False and cfg.mode is Mode.PAPER
+    assert cfg.risk == ExecutionConfig().risk
+    with pytest.raises(ConfigError, match=r"detector\.min_edg"):
+        apply_overrides(ExecutionConfig(), {"detector.min_edg": "1"})
+    with pytest.raises(ConfigError, match="unknown section"):
+        apply_overrides(ExecutionConfig(), {"nope.x": "1"})

@@ -9,7 +9,7 @@ Profit at size n (all exact integers, fees on the whole order, rounded up):
     g(n) = n·$1 − costK(n) − costF(n) − feeK(n) − feeF(n)
 
 We want the n maximising g subject to: n ≤ max contracts, visible depth, gross cost ≤ max
-notional, g(n) ≥ n · min edge, g(n) > 0, annualised return ≥ the minimum; ties go to the
+notional, g(n) > n · min edge, g(n) > 0, annualised return ≥ the minimum; ties go to the
 smaller n (same profit, less capital).
 
 Speed without approximation. Let E(n) be g(n) with the Kalshi fee *unrounded*. As long as
@@ -278,7 +278,7 @@ class ArbitrageDetector:
             nonlocal best_n, best_g, best_row
             row = g(n)
             gv = row[0]
-            if gv <= 0 or gv < n * min_edge:
+            if gv <= 0 or gv <= n * min_edge:  # strictly: cost + fees < n·($1 − edge)
                 return
             if min_ann and ann_bps(gv, row[1] + row[2] + row[3] + row[4], row[2]) < min_ann:
                 return

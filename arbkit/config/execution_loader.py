@@ -107,3 +107,43 @@ def check_live_allowed(
         f"Confirm by passing --confirm-live or setting {LIVE_CONFIRM_ENV}={LIVE_CONFIRM_VALUE}; "
         'otherwise set mode = "paper" or "monitor".'
     )
+
+
+def _coerce_cli_value(text: str) -> object:
+    """A --set/--grid value as TOML would read it: ints, booleans, else the string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return int(text)
+    except ValueError:
+        return text.strip()
+
+
+def apply_overrides(
+    cfg: ExecutionConfig, overrides: dict[str, str], source: str = "--set"
+) -> ExecutionConfig:
+    """Apply ``section.key=value`` overrides with the same conversions and errors as the
+    TOML file (so a sweep grid means exactly what the config file would)."""
+    sections: dict[str, dict[str, object]] = {}
+    top: dict[str, object] = {}
+    for key, text in overrides.items():
+        section, _, name = key.partition(".")
+        if not name:
+            top[section] = _coerce_cli_value(text)
+        else:
+            sections.setdefault(section, {})[name] = _coerce_cli_value(text)
+    new = cfg
+    if top:
+        built = build(ExecutionConfig, top, source)
+        new = replace(new, **{k: getattr(built, k) for k in top})
+    for section, values in sections.items():
+        current = getattr(new, section, None)
+        if current is None or section == "source":
+            raise ConfigError(
+                source, section, "unknown section; use detector, fees, risk, execution or paper"
+            )
+        built_section = build(type(current), values, source, section + ".")
+        merged = replace(current, **{k: getattr(built_section, k) for k in values})
+        new = replace(new, **{section: merged})
+    return new

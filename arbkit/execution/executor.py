@@ -82,6 +82,17 @@ class Decision:
 
 
 @dataclass(slots=True)
+class Reservation:
+    """Capital and an execution slot held for one opportunity until its run ends."""
+
+    opp: Opportunity
+    execution_id: str
+    need: dict[Venue, int]
+    decided_ns: int
+    opportunity_id: int | None = None
+
+
+@dataclass(slots=True)
 class ReconcileReport:
     executions_checked: int = 0
     orders_found: int = 0
@@ -173,10 +184,18 @@ class Executor:
 
     # ---------------------------------------------------------------- execution ---
     async def execute(self, opp: Opportunity) -> ExecutionRecord | None:
-        """Run one opportunity end to end; None when the checks said no."""
+        """Check, reserve and run one opportunity end to end; None when the checks said no."""
+        reservation = self.begin(opp)
+        if isinstance(reservation, Decision):
+            return None
+        return await self.run(reservation)
+
+    def begin(self, opp: Opportunity) -> Reservation | Decision:
+        """Synchronous check + reservation, so two opportunities decided in one batch can
+        never both pass a limit that only one of them fits (``max_open_executions``)."""
         decision = self.check(opp)
         if not decision.ok:
-            return None
+            return decision
         now = self.clock()
         need = {
             Venue.KALSHI: opp.kalshi.cost + opp.kalshi.fee,
@@ -186,17 +205,22 @@ class Executor:
             self.reserved[v] += amount
         self.state.open_executions += 1
         self.state.last_execution_ns[opp.symbol] = now
+        return Reservation(opp, execution_id_for(opp, self.id_prefix), need, now)
+
+    async def run(self, res: Reservation) -> ExecutionRecord:
+        opp = res.opp
         ex = ExecutionRecord(
-            execution_id=execution_id_for(opp, self.id_prefix),
+            execution_id=res.execution_id,
             symbol=opp.symbol,
             combo=opp.combo,
             mode=self.mode,
             state=ExecState.INTENT,
-            created_ns=now,
-            updated_ns=now,
+            created_ns=res.decided_ns,
+            updated_ns=res.decided_ns,
             planned_qty=opp.size,
             expected_profit=opp.expected_profit,
-            stages_ns={"detected": opp.detected_ts_ns, "decided": now},
+            opportunity_id=res.opportunity_id,
+            stages_ns={"detected": opp.detected_ts_ns, "decided": res.decided_ns},
         )
         try:
             await self._run(ex, opp)
@@ -209,7 +233,7 @@ class Executor:
                 self.kill(f"{ex.execution_id}: {exposure // QTY_SCALE} contracts unhedged")
             await self._save(ex)
         finally:
-            for v, amount in need.items():
+            for v, amount in res.need.items():
                 self.reserved[v] -= amount
             self.state.open_executions -= 1
         self.completed.append(ex)
