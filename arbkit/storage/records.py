@@ -10,9 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from arbkit.model import Money, Outcome, Price, Qty, Venue
+from arbkit.arbitrage.pipeline import SpreadSample
+from arbkit.model import Money, Outcome, Qty, Venue
 
 DECISIONS = frozenset({"executed", "skipped", "logged"})
+__all__ = [
+    "DECISIONS",
+    "DbSummary",
+    "PositionRow",
+    "SpreadSample",  # the detection pipeline's sample, stored as-is in ``spreads``
+    "WriterStats",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,29 +31,6 @@ class PositionRow:
     qty: Qty
     cost: Money
     updated_ns: int
-
-
-@dataclass(frozen=True, slots=True)
-class SpreadSample:
-    """Best asks on both venues for one symbol at one moment (each venue's own terms).
-
-    ``cost_kalshi_yes`` = Kalshi YES ask + the ForecastEx ask of the outcome that pays when
-    Kalshi NO pays (orientation applied by the caller); ``cost_kalshi_no`` likewise. Both
-    are sums of asks in Price units (may exceed $1), ``None`` when a side is empty.
-    """
-
-    ts_ns: int
-    symbol: str
-    kalshi_yes_ask: Price | None = None
-    kalshi_yes_size: Qty | None = None
-    kalshi_no_ask: Price | None = None
-    kalshi_no_size: Qty | None = None
-    ibkr_yes_ask: Price | None = None
-    ibkr_yes_size: Qty | None = None
-    ibkr_no_ask: Price | None = None
-    ibkr_no_size: Qty | None = None
-    cost_kalshi_yes: int | None = None
-    cost_kalshi_no: int | None = None
 
 
 @dataclass(slots=True)

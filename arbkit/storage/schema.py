@@ -137,7 +137,6 @@ _TABLES_V1 = (
         submitted_ns     INTEGER,
         acked_ns         INTEGER,
         filled_ns        INTEGER,
-        hedge            INTEGER GENERATED ALWAYS AS (leg = 'hedge') VIRTUAL,
         reason           TEXT    NOT NULL DEFAULT ''
     ) STRICT
     """,
@@ -151,7 +150,7 @@ _TABLES_V1 = (
         cost_e6    INTEGER NOT NULL,
         updated_ns INTEGER NOT NULL,
         PRIMARY KEY (symbol, venue, outcome)
-    ) STRICT, WITHOUT ROWID
+    ) STRICT  -- a rowid table: DuckDB's sqlite scanner reads by rowid
     """,
 )
 
@@ -250,6 +249,7 @@ _VIEW_EXTRA_V1: dict[str, tuple[str, ...]] = {
         # average fill price: filled_cost_e6 / filled_qty_e2 is in $0.0001 units
         "CASE WHEN filled_qty_e2 > 0 THEN filled_cost_e6 * 1.0 / filled_qty_e2 / 1e4 END"
         " AS avg_price_usd",
+        "(leg = 'hedge') AS hedge",  # a view column: DuckDB cannot see generated columns
     ),
 }
 
@@ -259,3 +259,37 @@ _VIEWS_V1 = tuple(_view(t, cols, _VIEW_EXTRA_V1.get(t, ())) for t, cols in _VIEW
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_TABLES_V1 + _VIEWS_V1,)
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = ("opportunities", "spreads", "arb_executions", "executions", "positions")
+
+
+# ------------------------------------------------------------------ DuckDB --------
+
+_DUCK_SCALE = {"_e6": ("0.000001", "_usd"), "_e4": ("0.0001", "_usd"), "_e2": ("0.01", "")}
+
+
+def _duck_derived(col: str) -> str:
+    suffix = col[-3:]
+    if suffix in _DUCK_SCALE:
+        factor, unit = _DUCK_SCALE[suffix]
+        # DECIMAL(38,0) × DECIMAL(·,k) is an exact DECIMAL(38,k): no float anywhere
+        return f"CAST({col} AS DECIMAL(38, 0)) * {factor} AS {col[:-3]}{unit}"
+    return f"make_timestamp_ns({col}) AS {col[:-3]}_at"  # TIMESTAMP_NS (UTC)
+
+
+def duckdb_views(alias: str = "db") -> tuple[str, ...]:
+    """``CREATE VIEW`` statements for DuckDB over the arbkit file attached as ``alias``.
+
+    DuckDB's sqlite scanner reads SQLite *views* with every column as VARCHAR, so
+    analysis defines the same ``v_*`` views in DuckDB over the base tables (read with
+    their real BIGINT types): dollars and contracts as exact DECIMALs, times as
+    TIMESTAMP_NS, same column names as the SQLite views.
+    """
+    out = []
+    for table, cols in _VIEW_COLUMNS_V1.items():
+        body = ",\n        ".join(
+            ["t.*", *map(_duck_derived, cols), *_VIEW_EXTRA_V1.get(table, ())]
+        )
+        out.append(
+            f"CREATE OR REPLACE VIEW v_{table} AS\n    SELECT\n        {body}\n"
+            f"    FROM {alias}.{table} AS t"
+        )
+    return tuple(out)
