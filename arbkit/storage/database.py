@@ -725,7 +725,7 @@ class DatabaseWriter:
             raise ValueError("max_queue and batch_size must be >= 1, flush_interval_ms >= 0")
         self._db = db
         self._max_queue = max_queue
-        self._interval_s = flush_interval_ms / 1000
+        self._interval_s = max(flush_interval_ms, 1) / 1000  # 0 would spin
         self._batch_size = batch_size
         self._q: deque[tuple[Any, ...]] = deque()
         self._wake = asyncio.Event()

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from arbkit.execution.journal import ExecState
@@ -54,6 +55,8 @@ def test_intent_survives_sigkill(tmp_path: Path) -> None:
         text=True,
         env=env,
     )
+    watchdog = threading.Timer(60, proc.kill)  # a hung child fails the test, never hangs it
+    watchdog.start()
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "intent"
@@ -61,6 +64,7 @@ def test_intent_survives_sigkill(tmp_path: Path) -> None:
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
