@@ -114,9 +114,10 @@ def _parse_line(line: bytes, path: str | Path, line_no: int) -> CaptureEvent:
 
 def _open_read(path: Path) -> IO[bytes]:
     f = path.open("rb")
-    if f.peek(2)[:2] == _GZIP_MAGIC:  # sniff, do not trust the suffix
-        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
-    return f
+    if f.peek(2)[:2] != _GZIP_MAGIC:  # sniff, do not trust the suffix
+        return f
+    f.close()
+    return gzip.open(path, "rb")  # type: ignore[return-value]
 
 
 class CaptureReader:
@@ -145,6 +146,8 @@ class CaptureReader:
             self.errors.append(err)
 
     def __iter__(self) -> Iterator[CaptureEvent]:
+        self.lines = self.skipped = 0
+        self.errors = []
         line_no = 0
         with _open_read(self.path) as f:
             try:
@@ -193,13 +196,20 @@ def _quote(v: Any) -> Any:
     raise TypeError(f"expected a number, got {type(v).__name__} {v!r}")
 
 
+def _check_t(recv_ts_ns: int) -> None:
+    if type(recv_ts_ns) is not int or recv_ts_ns < 0:
+        raise TypeError(f"receive time must be int ns >= 0, got {recv_ts_ns!r}")
+
+
 def kalshi_line(raw: str, recv_ts_ns: int) -> bytes:
     """One capture line (with newline) for a Kalshi WebSocket message."""
+    _check_t(recv_ts_ns)
     return orjson.dumps({"t": recv_ts_ns, "venue": KALSHI, "raw": raw}) + b"\n"
 
 
 def ibkr_line(event: Mapping[str, Any], recv_ts_ns: int) -> bytes:
     """One capture line (with newline) for an IBKR quote update."""
+    _check_t(recv_ts_ns)
     con_id = event["conId"]
     if type(con_id) is not int:
         raise TypeError(f"conId must be an int, got {con_id!r}")

@@ -852,7 +852,7 @@ class DatabaseWriter:
                 log.exception("database writer: cannot convert %r", item[1:])
         conn = self._db._conn(telemetry=True)
         try:
-            await conn.execute("BEGIN")
+            await conn.execute("BEGIN IMMEDIATE")  # take the write lock up front
             if opps:
                 await conn.executemany(_INSERT_OPP, opps)
             if spreads:
@@ -882,7 +882,7 @@ class DatabaseWriter:
         written = {"written_opportunities": 0, "written_spreads": 0}
         failed = 0
         try:
-            await conn.execute("BEGIN")
+            await conn.execute("BEGIN IMMEDIATE")  # take the write lock up front
             for sql, rows, attr in (
                 (_INSERT_OPP, opps, "written_opportunities"),
                 (_INSERT_SPREAD, spreads, "written_spreads"),

@@ -61,6 +61,8 @@ async def test_round_trip_plain_and_gzip(tmp_path: Path, name: str) -> None:
 def test_line_format_is_the_contract() -> None:
     assert kalshi_line('{"a": 1}', 5) == b'{"t":5,"venue":"kalshi","raw":"{\\"a\\": 1}"}\n'
     ev = {"conId": 7, "bid": math.nan, "bidSize": Decimal("0"), "ask": 0.6, "askSize": math.inf}
+    with pytest.raises(TypeError, match="receive time"):
+        kalshi_line("x", 1.5)  # type: ignore[arg-type]
     assert ibkr_line(ev, 6) == (
         b'{"t":6,"venue":"ibkr","conId":7,"bid":null,"bidSize":0,"ask":0.6,"askSize":null}\n'
     )

@@ -68,6 +68,8 @@ def test_intent_survives_sigkill(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
     async def check() -> None:
         async with Database(path) as db:
