@@ -63,7 +63,11 @@ def oracle(
             fee_k = fm.kalshi_fee(fk, book.spec.kalshi_series)
             fee_f = fm.forecastex_fee(n * 100)
             g = n * 1_000_000 - ck - cf - fee_k - fee_f
-            if ck + cf > params.max_notional_usd_per_trade or g <= 0 or g <= n * params.min_edge_usd:
+            if (
+                ck + cf > params.max_notional_usd_per_trade
+                or g <= 0
+                or g <= n * params.min_edge_usd
+            ):
                 continue
             if params.min_annualized_return_bps:
                 cap = ck + cf + fee_k + fee_f
