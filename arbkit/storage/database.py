@@ -1,0 +1,907 @@
+"""The SQLite database: crash-safe execution journal + batched telemetry.
+
+One file (default ``data/arbkit.sqlite``) in WAL mode, schema version in
+``PRAGMA user_version`` (migrations in :mod:`arbkit.storage.schema`, documented in
+``docs/schema.md``).
+
+Durability, thought through:
+
+* Two connections to the same file. The **journal** connection (``synchronous=FULL``) is
+  used only by the awaited ``record_*`` / ``set_position`` calls: each is one
+  ``BEGIN IMMEDIATE … COMMIT`` and returns after the WAL was fsynced, so a row the
+  executor saw committed survives SIGKILL *and* power loss. That is the row it relies on
+  before sending an order.
+* The **telemetry** connection (``synchronous=NORMAL``) is used by :class:`DatabaseWriter`,
+  which batches opportunities and spreads so the hot path never awaits the disk. In WAL
+  mode NORMAL survives a process crash; a power cut may lose the last batches, never
+  corrupt the file. Batches are bounded (``batch_size``) so the write lock is held only
+  briefly and journal commits are not starved.
+* Each connection runs on its own aiosqlite thread, so a telemetry flush never queues in
+  front of a journal commit inside aiosqlite; they only meet at SQLite's write lock
+  (``busy_timeout_ms``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import sqlite3
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from arbkit.execution.journal import ExecState, ExecutionRecord, Journal, Leg, LegOrderRecord
+from arbkit.execution.venue import OrderState
+from arbkit.model import Mode, Money, Opportunity, Outcome, Price, Qty, Venue
+from arbkit.storage.records import DECISIONS, DbSummary, PositionRow, SpreadSample, WriterStats
+from arbkit.storage.schema import MIGRATIONS, SCHEMA_VERSION, STAGES, TABLES
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PATH = Path("data/arbkit.sqlite")
+
+
+class StorageError(Exception):
+    """The database cannot be used as asked (wrong schema version, not WAL, closed)."""
+
+
+class JournalError(StorageError):
+    """A journal write was refused: it would lose or contradict what is recorded."""
+
+
+# ----------------------------------------------------------------- SQL ------------
+
+_MODES = {m.value: m for m in Mode}
+_VENUES = {v.value: v for v in Venue}
+_OUTCOMES = {o.value: o for o in Outcome}
+_STATES = {s.value: s for s in ExecState}
+_ORDER_STATES = {s.value: s for s in OrderState}
+_LEGS = {leg.value: leg for leg in Leg}
+_NON_TERMINAL = tuple(s.value for s in ExecState if not s.terminal)
+
+_ORDER_COLS = (
+    "execution_id",
+    "leg",
+    "attempt",
+    "mode",
+    "venue",
+    "symbol",
+    "outcome",
+    "limit_price_e4",
+    "requested_qty_e2",
+    "client_order_id",
+    "state",
+    "venue_order_id",
+    "filled_qty_e2",
+    "filled_cost_e6",
+    "fees_e6",
+    "decided_ns",
+    "submitted_ns",
+    "acked_ns",
+    "filled_ns",
+    "reason",
+)
+# An order's identity: fixed once journaled under its client order id.
+_ORDER_IDENTITY = _ORDER_COLS[:9]
+_ORDER_PROGRESS = ("state", "filled_qty_e2", "filled_cost_e6", "fees_e6")
+# Unknown ('' / 0 → NULL) in an update keeps what was recorded.
+_ORDER_KEEP_OLD = (
+    "venue_order_id",
+    "decided_ns",
+    "submitted_ns",
+    "acked_ns",
+    "filled_ns",
+    "reason",
+)
+_INSERT_ORDER = (
+    f"INSERT INTO executions ({', '.join(_ORDER_COLS)}) "
+    f"VALUES ({', '.join('?' * len(_ORDER_COLS))})"
+)
+_UPSERT_ORDER = (
+    _INSERT_ORDER
+    + " ON CONFLICT (client_order_id) DO UPDATE SET "
+    + ", ".join(
+        [f"{c} = excluded.{c}" for c in _ORDER_PROGRESS]
+        + [f"{c} = COALESCE(NULLIF(excluded.{c}, ''), {c})" for c in _ORDER_KEEP_OLD]
+    )
+    + " WHERE "
+    + " AND ".join(f"{c} = excluded.{c}" for c in _ORDER_IDENTITY)
+)
+_SELECT_ORDERS = f"SELECT {', '.join(_ORDER_COLS)} FROM executions"
+
+_STAGE_COLS = tuple(f"{s}_ns" for s in STAGES)
+_EXEC_COLS = (
+    "execution_id",
+    "symbol",
+    "combo",
+    "mode",
+    "state",
+    "opportunity_id",
+    "created_ns",
+    "updated_ns",
+    "planned_qty_e2",
+    "expected_profit_e6",
+    "realized_pnl_e6",
+    "hedge_cost_e6",
+    "error",
+    "stages_extra",
+    *_STAGE_COLS,
+)
+_SELECT_EXECS = f"SELECT {', '.join(_EXEC_COLS)} FROM arb_executions"
+
+
+def _ns(v: int) -> int | None:
+    """0 means 'not yet' in the executor's records: store NULL (shown as NULL in views)."""
+    return v or None
+
+
+def _order_params(r: LegOrderRecord) -> tuple[Any, ...]:
+    return (
+        r.execution_id,
+        r.leg.value,
+        r.attempt,
+        r.mode.value,
+        r.venue.value,
+        r.symbol,
+        r.outcome.value,
+        r.limit_price,
+        r.requested_qty,
+        r.client_order_id,
+        r.state.value,
+        r.venue_order_id,
+        r.filled_qty,
+        r.filled_cost,
+        r.fees,
+        _ns(r.decided_ns),
+        _ns(r.submitted_ns),
+        _ns(r.acked_ns),
+        _ns(r.filled_ns),
+        r.reason,
+    )
+
+
+def _order_from_row(row: Sequence[Any]) -> LegOrderRecord:
+    d = dict(zip(_ORDER_COLS, row, strict=True))
+    return LegOrderRecord(
+        execution_id=d["execution_id"],
+        leg=_LEGS[d["leg"]],
+        attempt=d["attempt"],
+        mode=_MODES[d["mode"]],
+        venue=_VENUES[d["venue"]],
+        symbol=d["symbol"],
+        outcome=_OUTCOMES[d["outcome"]],
+        limit_price=Price(d["limit_price_e4"]),
+        requested_qty=Qty(d["requested_qty_e2"]),
+        client_order_id=d["client_order_id"],
+        state=_ORDER_STATES[d["state"]],
+        venue_order_id=d["venue_order_id"],
+        filled_qty=Qty(d["filled_qty_e2"]),
+        filled_cost=Money(d["filled_cost_e6"]),
+        fees=Money(d["fees_e6"]),
+        decided_ns=d["decided_ns"] or 0,
+        submitted_ns=d["submitted_ns"] or 0,
+        acked_ns=d["acked_ns"] or 0,
+        filled_ns=d["filled_ns"] or 0,
+        reason=d["reason"],
+    )
+
+
+def _split_stages(stages: dict[str, int]) -> tuple[list[int | None], str]:
+    """stages_ns → (one value per STAGES column, JSON of the other keys)."""
+    for name, v in stages.items():
+        if type(v) is not int:
+            raise JournalError(f"stages_ns[{name!r}] = {v!r}: expected int ns")
+    extra = {k: v for k, v in stages.items() if k not in STAGES}
+    return [stages.get(s) for s in STAGES], json.dumps(extra, sort_keys=True)
+
+
+def _exec_from_row(row: Sequence[Any], orders: list[LegOrderRecord]) -> ExecutionRecord:
+    d = dict(zip(_EXEC_COLS, row, strict=True))
+    stages: dict[str, int] = {
+        s: d[c] for s, c in zip(STAGES, _STAGE_COLS, strict=True) if d[c] is not None
+    }
+    stages.update(json.loads(d["stages_extra"]))
+    return ExecutionRecord(
+        execution_id=d["execution_id"],
+        symbol=d["symbol"],
+        combo=d["combo"],
+        mode=_MODES[d["mode"]],
+        state=_STATES[d["state"]],
+        created_ns=d["created_ns"],
+        updated_ns=d["updated_ns"],
+        planned_qty=Qty(d["planned_qty_e2"]),
+        expected_profit=Money(d["expected_profit_e6"]),
+        opportunity_id=d["opportunity_id"],
+        realized_pnl=Money(d["realized_pnl_e6"]),
+        hedge_cost=Money(d["hedge_cost_e6"]),
+        error=d["error"],
+        stages_ns=stages,
+        orders=orders,
+    )
+
+
+_OPP_COLS = (
+    "id",
+    "detected_ns",
+    "symbol",
+    "combo",
+    "kalshi_outcome",
+    "kalshi_limit_price_e4",
+    "kalshi_size_e2",
+    "kalshi_cost_e6",
+    "kalshi_fee_e6",
+    "ibkr_outcome",
+    "ibkr_limit_price_e4",
+    "ibkr_size_e2",
+    "ibkr_cost_e6",
+    "ibkr_fee_e6",
+    "size_e2",
+    "gross_cost_e6",
+    "total_fees_e6",
+    "expected_profit_e6",
+    "net_edge_per_contract_e6",
+    "annualized_return_bps",
+    "kalshi_book_ns",
+    "ibkr_book_ns",
+    "mode",
+    "decision",
+    "reason",
+    "execution_id",
+)
+_INSERT_OPP = (
+    f"INSERT INTO opportunities ({', '.join(_OPP_COLS)}) VALUES ({', '.join('?' * len(_OPP_COLS))})"
+)
+_SPREAD_COLS = (
+    "sampled_ns",
+    "symbol",
+    "kalshi_yes_ask_e4",
+    "kalshi_yes_size_e2",
+    "kalshi_no_ask_e4",
+    "kalshi_no_size_e2",
+    "ibkr_yes_ask_e4",
+    "ibkr_yes_size_e2",
+    "ibkr_no_ask_e4",
+    "ibkr_no_size_e2",
+    "cost_kalshi_yes_e4",
+    "cost_kalshi_no_e4",
+)
+_INSERT_SPREAD = (
+    f"INSERT INTO spreads ({', '.join(_SPREAD_COLS)}) VALUES ({', '.join('?' * len(_SPREAD_COLS))})"
+)
+
+
+def _opp_params(
+    oid: int, o: Opportunity, mode: Mode, decision: str, reason: str, execution_id: str | None
+) -> tuple[Any, ...]:
+    k, i = o.kalshi, o.ibkr
+    return (
+        oid,
+        o.detected_ts_ns,
+        o.symbol,
+        o.combo,
+        k.outcome.value,
+        k.limit_price,
+        k.size,
+        k.cost,
+        k.fee,
+        i.outcome.value,
+        i.limit_price,
+        i.size,
+        i.cost,
+        i.fee,
+        o.size,
+        o.gross_cost,
+        o.total_fees,
+        o.expected_profit,
+        o.net_edge_per_contract,
+        o.annualized_return_bps,
+        o.kalshi_book_ts_ns,
+        o.ibkr_book_ts_ns,
+        mode.value,
+        decision,
+        reason,
+        execution_id,
+    )
+
+
+def _spread_params(s: SpreadSample) -> tuple[Any, ...]:
+    return (
+        s.ts_ns,
+        s.symbol,
+        s.kalshi_yes_ask,
+        s.kalshi_yes_size,
+        s.kalshi_no_ask,
+        s.kalshi_no_size,
+        s.ibkr_yes_ask,
+        s.ibkr_yes_size,
+        s.ibkr_no_ask,
+        s.ibkr_no_size,
+        s.cost_kalshi_yes,
+        s.cost_kalshi_no,
+    )
+
+
+# ------------------------------------------------------------ database ------------
+
+
+class Database:
+    """Async handle on the arbkit SQLite file. ``await open()`` before use.
+
+    Implements ``arbkit.execution.journal.Journal`` (``record_intent``, ``record_order``,
+    ``record_state``, ``open_executions``) durably, plus positions and analysis reads.
+    """
+
+    def __init__(self, path: str | Path = DEFAULT_PATH, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = Path(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        self._journal: aiosqlite.Connection | None = None
+        self._telemetry: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._user_version = 0
+        self._next_opp_id = 1
+
+    # -- lifecycle
+
+    async def open(self) -> Database:
+        """Create the directory and file if needed, switch to WAL, migrate, connect."""
+        if self._journal is not None:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        journal = await self._connect("FULL")
+        try:
+            self._user_version = await self._migrate(journal)
+            row = await _fetchone(journal, "SELECT COALESCE(MAX(id), 0) + 1 FROM opportunities")
+            self._next_opp_id = int(row[0])
+            telemetry = await self._connect("NORMAL")
+        except BaseException:
+            await journal.close()
+            raise
+        self._journal, self._telemetry = journal, telemetry
+        return self
+
+    async def close(self) -> None:
+        """Close both connections (stop any :class:`DatabaseWriter` first)."""
+        journal, telemetry = self._journal, self._telemetry
+        self._journal = self._telemetry = None
+        for conn in (telemetry, journal):
+            if conn is not None:
+                await conn.close()
+
+    async def __aenter__(self) -> Database:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def user_version(self) -> int:
+        return self._user_version
+
+    @property
+    def is_open(self) -> bool:
+        return self._journal is not None
+
+    async def _connect(self, synchronous: str) -> aiosqlite.Connection:
+        # isolation_level=None: no implicit transactions; every write says BEGIN/COMMIT.
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            mode = (await _fetchone(conn, "PRAGMA journal_mode = WAL"))[0]
+            if str(mode).lower() != "wal":
+                raise StorageError(f"{self.path}: could not switch to WAL (journal_mode={mode})")
+            await conn.execute(f"PRAGMA synchronous = {synchronous}")
+            await conn.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> int:
+        while True:
+            await conn.execute("BEGIN IMMEDIATE")  # re-read the version under the lock
+            try:
+                version = int((await _fetchone(conn, "PRAGMA user_version"))[0])
+                if version > SCHEMA_VERSION:
+                    raise StorageError(
+                        f"{self.path} has schema version {version}; this arbkit knows up to "
+                        f"{SCHEMA_VERSION}: upgrade arbkit before opening it"
+                    )
+                if version == SCHEMA_VERSION:
+                    await conn.execute("COMMIT")
+                    return version
+                for stmt in MIGRATIONS[version]:
+                    await conn.execute(stmt)
+                await conn.execute(f"PRAGMA user_version = {version + 1}")
+                await conn.execute("COMMIT")
+                log.info("%s: migrated schema %d -> %d", self.path, version, version + 1)
+            except BaseException:
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                raise
+
+    def _conn(self, telemetry: bool = False) -> aiosqlite.Connection:
+        conn = self._telemetry if telemetry else self._journal
+        if conn is None:
+            raise StorageError(f"{self.path}: database is not open (await db.open())")
+        return conn
+
+    def _alloc_opportunity_id(self) -> int:
+        oid = self._next_opp_id
+        self._next_opp_id += 1
+        return oid
+
+    @contextlib.asynccontextmanager
+    async def _txn(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One durable journal transaction (serialised: the connection is shared)."""
+        async with self._lock:
+            conn = self._conn()
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    # -- journal (each call committed and fsynced before it returns)
+
+    async def record_intent(self, ex: ExecutionRecord, leg1: LegOrderRecord) -> None:
+        """Store the execution and its planned leg-1 order before anything is sent.
+
+        Refuses (``JournalError``) an execution id or client order id already journaled:
+        ids are deterministic, so a repeat means the same order would be sent twice.
+        """
+        if leg1.execution_id != ex.execution_id:
+            raise JournalError(
+                f"leg 1 {leg1.client_order_id!r} belongs to {leg1.execution_id!r}, "
+                f"not {ex.execution_id!r}"
+            )
+        stage_values, extra = _split_stages(ex.stages_ns)
+        cols = _EXEC_COLS[:14] + _STAGE_COLS
+        params = (
+            ex.execution_id,
+            ex.symbol,
+            ex.combo,
+            ex.mode.value,
+            ex.state.value,
+            ex.opportunity_id,
+            ex.created_ns,
+            ex.updated_ns,
+            ex.planned_qty,
+            ex.expected_profit,
+            ex.realized_pnl,
+            ex.hedge_cost,
+            ex.error,
+            extra,
+            *stage_values,
+        )
+        async with self._txn() as conn:
+            try:
+                await conn.execute(
+                    f"INSERT INTO arb_executions ({', '.join(cols)}) "
+                    f"VALUES ({', '.join('?' * len(cols))})",
+                    params,
+                )
+            except sqlite3.IntegrityError as exc:
+                raise JournalError(
+                    f"execution {ex.execution_id!r} refused ({exc}); "
+                    "an execution id is never reused"
+                ) from exc
+            try:
+                await conn.execute(_INSERT_ORDER, _order_params(leg1))
+            except sqlite3.IntegrityError as exc:
+                raise JournalError(
+                    f"order {leg1.client_order_id!r} of {ex.execution_id!r} refused ({exc}); "
+                    "a client order id is never reused"
+                ) from exc
+
+    async def record_order(self, order: LegOrderRecord) -> None:
+        """Insert or update one order by ``client_order_id`` (before it is sent, and after).
+
+        The identity (execution, leg, attempt, mode, venue, symbol, outcome, limit, qty)
+        must match what is recorded. Unknown values (0 timestamps, '' ids/reasons) keep
+        what was recorded.
+        """
+        async with self._txn() as conn:
+            try:
+                cur = await conn.execute(_UPSERT_ORDER, _order_params(order))
+            except sqlite3.IntegrityError as exc:
+                raise JournalError(
+                    f"order {order.client_order_id!r} of {order.execution_id!r} refused: {exc} "
+                    "(is the execution journaled?)"
+                ) from exc
+            if cur.rowcount != 1:
+                raise JournalError(
+                    f"order {order.client_order_id!r} is journaled with different terms "
+                    "(execution, leg, attempt, mode, venue, symbol, outcome, limit or qty); "
+                    "a client order id is never reused"
+                )
+
+    async def record_state(self, ex: ExecutionRecord) -> None:
+        """Store the execution's state, pnl, hedge cost, error and stage times.
+
+        A terminal execution never changes state again and nothing returns to ``intent``
+        (``JournalError``); stage times once recorded are kept.
+        """
+        stage_values, extra = _split_stages(ex.stages_ns)
+        async with self._txn() as conn:
+            row = await _fetchone_or_none(
+                conn,
+                "SELECT state, stages_extra FROM arb_executions WHERE execution_id = ?",
+                (ex.execution_id,),
+            )
+            if row is None:
+                raise JournalError(f"execution {ex.execution_id!r} is not journaled")
+            current = _STATES[row[0]]
+            if ex.state is not current and (current.terminal or ex.state is ExecState.INTENT):
+                raise JournalError(
+                    f"execution {ex.execution_id!r}: {current.value} -> {ex.state.value} "
+                    "refused (terminal states are final; nothing returns to intent)"
+                )
+            merged = {**json.loads(row[1]), **json.loads(extra)}
+            await conn.execute(
+                "UPDATE arb_executions SET state = ?, updated_ns = ?, opportunity_id = "
+                "COALESCE(?, opportunity_id), realized_pnl_e6 = ?, hedge_cost_e6 = ?, "
+                "error = ?, stages_extra = ?, "
+                + ", ".join(f"{c} = COALESCE(?, {c})" for c in _STAGE_COLS)
+                + " WHERE execution_id = ?",
+                (
+                    ex.state.value,
+                    ex.updated_ns,
+                    ex.opportunity_id,
+                    ex.realized_pnl,
+                    ex.hedge_cost,
+                    ex.error,
+                    json.dumps(merged, sort_keys=True),
+                    *stage_values,
+                    ex.execution_id,
+                ),
+            )
+
+    async def open_executions(self) -> list[ExecutionRecord]:
+        """Non-terminal executions (oldest first) with their orders, for reconciliation."""
+        return await self.executions_in_state(*(_STATES[s] for s in _NON_TERMINAL))
+
+    async def executions_in_state(self, *states: ExecState) -> list[ExecutionRecord]:
+        """E.g. ``executions_in_state(ExecState.UNHEDGED)`` for the start-up report."""
+        if not states:
+            return []
+        marks = ", ".join("?" * len(states))
+        async with self._lock:
+            return await self._executions(
+                self._conn(),
+                f"WHERE state IN ({marks}) ORDER BY created_ns, execution_id",
+                tuple(s.value for s in states),
+            )
+
+    async def execution(self, execution_id: str) -> ExecutionRecord | None:
+        async with self._lock:
+            found = await self._executions(self._conn(), "WHERE execution_id = ?", (execution_id,))
+        return found[0] if found else None
+
+    # -- positions (durable, like the journal)
+
+    async def set_position(
+        self, symbol: str, venue: Venue, outcome: Outcome, qty: Qty, cost: Money, now_ns: int
+    ) -> None:
+        async with self._txn() as conn:
+            await conn.execute(
+                "INSERT INTO positions (symbol, venue, outcome, qty_e2, cost_e6, updated_ns) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (symbol, venue, outcome) DO UPDATE SET "
+                "qty_e2 = excluded.qty_e2, cost_e6 = excluded.cost_e6, "
+                "updated_ns = excluded.updated_ns",
+                (symbol, venue.value, outcome.value, qty, cost, now_ns),
+            )
+
+    async def positions(self) -> list[PositionRow]:
+        async with self._lock:
+            rows = await self._conn().execute_fetchall(
+                "SELECT symbol, venue, outcome, qty_e2, cost_e6, updated_ns FROM positions "
+                "ORDER BY symbol, venue, outcome"
+            )
+        return [
+            PositionRow(s, _VENUES[v], _OUTCOMES[o], Qty(q), Money(c), u)
+            for s, v, o, q, c, u in rows
+        ]
+
+    # -- analysis reads (telemetry connection: never hold up the journal)
+
+    async def recent_executions(self, limit: int = 50) -> list[ExecutionRecord]:
+        """The newest ``limit`` executions, newest first, with their orders."""
+        return await self._executions(
+            self._conn(telemetry=True),
+            "WHERE execution_id IN (SELECT execution_id FROM arb_executions "
+            "ORDER BY created_ns DESC LIMIT ?) ORDER BY created_ns DESC, execution_id",
+            (limit,),
+        )
+
+    async def summary(self) -> DbSummary:
+        """Rows per table, executions per state, opportunities per decision, total pnl."""
+        conn = self._conn(telemetry=True)
+        counts = {}
+        for table in TABLES:
+            counts[table] = int((await _fetchone(conn, f"SELECT COUNT(*) FROM {table}"))[0])
+        by_state = {
+            str(r[0]): int(r[1])
+            for r in await conn.execute_fetchall(
+                "SELECT state, COUNT(*) FROM arb_executions GROUP BY state ORDER BY state"
+            )
+        }
+        by_decision = {
+            str(r[0]): int(r[1])
+            for r in await conn.execute_fetchall(
+                "SELECT decision, COUNT(*) FROM opportunities GROUP BY decision ORDER BY decision"
+            )
+        }
+        pnl, hedge = await _fetchone(
+            conn,
+            "SELECT COALESCE(SUM(realized_pnl_e6), 0), COALESCE(SUM(hedge_cost_e6), 0) "
+            "FROM arb_executions",
+        )
+        open_pos = await _fetchone(conn, "SELECT COUNT(*) FROM positions WHERE qty_e2 != 0")
+        return DbSummary(
+            user_version=self._user_version,
+            counts=counts,
+            executions_by_state=by_state,
+            opportunities_by_decision=by_decision,
+            realized_pnl=Money(int(pnl)),
+            hedge_cost=Money(int(hedge)),
+            open_positions=int(open_pos[0]),
+        )
+
+    async def _executions(
+        self, conn: aiosqlite.Connection, where: str, params: tuple[Any, ...]
+    ) -> list[ExecutionRecord]:
+        rows = list(await conn.execute_fetchall(f"{_SELECT_EXECS} {where}", params))
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        orders: dict[str, list[LegOrderRecord]] = {i: [] for i in ids}
+        for start in range(0, len(ids), 500):  # stay under SQLite's variable limit
+            chunk = ids[start : start + 500]
+            for r in await conn.execute_fetchall(
+                f"{_SELECT_ORDERS} WHERE execution_id IN ({', '.join('?' * len(chunk))}) "
+                "ORDER BY id",
+                chunk,
+            ):
+                o = _order_from_row(r)
+                orders[o.execution_id].append(o)
+        return [_exec_from_row(r, orders[r[0]]) for r in rows]
+
+
+async def _fetchone(
+    conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()
+) -> sqlite3.Row | tuple[Any, ...]:
+    row = await _fetchone_or_none(conn, sql, params)
+    if row is None:
+        raise StorageError(f"no row from {sql!r}")
+    return row
+
+
+async def _fetchone_or_none(
+    conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()
+) -> sqlite3.Row | tuple[Any, ...] | None:
+    async with conn.execute(sql, params) as cur:
+        row: sqlite3.Row | tuple[Any, ...] | None = await cur.fetchone()
+    return row
+
+
+def _implements_journal(db: Database) -> Journal:
+    """mypy checks here that Database satisfies the executor's Journal protocol."""
+    return db
+
+
+# ------------------------------------------------------------- writer -------------
+
+_OPP = 0
+_SPREAD = 1
+
+
+class DatabaseWriter:
+    """Batches telemetry rows (opportunities, spreads) off the hot path.
+
+    ``opportunity()`` and ``spread()`` never await: they append to a bounded queue that one
+    task flushes every ``flush_interval_ms`` or as soon as ``batch_size`` rows wait. A full
+    queue (or a stopped writer) drops the row, counts it in ``stats.dropped`` and logs a
+    warning (at most one per second while it lasts): reported, never silent.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        max_queue: int = 100_000,
+        flush_interval_ms: int = 100,
+        batch_size: int = 1000,
+    ) -> None:
+        if max_queue < 1 or batch_size < 1 or flush_interval_ms < 0:
+            raise ValueError("max_queue and batch_size must be >= 1, flush_interval_ms >= 0")
+        self._db = db
+        self._max_queue = max_queue
+        self._interval_s = max(flush_interval_ms, 1) / 1000  # 0 would spin
+        self._batch_size = batch_size
+        self._q: deque[tuple[Any, ...]] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._last_warn = -math.inf
+        self._stats = WriterStats()
+
+    @property
+    def stats(self) -> WriterStats:
+        self._stats.queued = len(self._q)
+        return self._stats
+
+    @property
+    def dropped(self) -> int:
+        return self._stats.dropped
+
+    def start(self) -> None:
+        """Start the flushing task on the running loop (the database must be open)."""
+        if self._task is not None:
+            return
+        self._db._conn(telemetry=True)  # fail now, not in the background
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="arbkit-db-writer")
+
+    async def stop(self) -> None:
+        """Stop accepting rows and flush everything queued."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        else:
+            await self._flush_all()
+
+    async def __aenter__(self) -> DatabaseWriter:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- hot path
+
+    def opportunity(
+        self,
+        opp: Opportunity,
+        mode: Mode,
+        decision: str,
+        reason: str = "",
+        execution_id: str | None = None,
+    ) -> int | None:
+        """Queue one detected opportunity; returns its row id, or None if it was dropped."""
+        if decision not in DECISIONS:
+            raise ValueError(f"decision {decision!r}: expected one of {sorted(DECISIONS)}")
+        if not self._accept():
+            return None
+        oid = self._db._alloc_opportunity_id()
+        self._q.append((_OPP, oid, opp, mode, decision, reason, execution_id))
+        self._kick()
+        return oid
+
+    def spread(self, sample: SpreadSample) -> bool:
+        """Queue one spread sample (the caller samples at its interval, not per tick)."""
+        if not self._accept():
+            return False
+        self._q.append((_SPREAD, sample))
+        self._kick()
+        return True
+
+    def _accept(self) -> bool:
+        if not self._stopping and len(self._q) < self._max_queue:
+            return True
+        self._stats.dropped += 1
+        now = time.monotonic()
+        if now - self._last_warn >= 1.0:
+            self._last_warn = now
+            log.warning(
+                "database writer %s: row dropped (%d dropped so far, queue %d/%d)",
+                "stopped" if self._stopping else "queue full",
+                self._stats.dropped,
+                len(self._q),
+                self._max_queue,
+            )
+        return False
+
+    def _kick(self) -> None:
+        if len(self._q) >= self._batch_size:
+            self._wake.set()
+
+    # -- background
+
+    async def _run(self) -> None:
+        while True:
+            if len(self._q) < self._batch_size and not self._stopping:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._interval_s)
+            try:
+                await self._flush_all()
+            except Exception:  # e.g. the database was closed under us: keep reporting
+                log.exception("database writer: flush failed")
+                if self._stopping:
+                    raise
+                await asyncio.sleep(max(self._interval_s, 0.1))
+            if self._stopping:
+                return
+
+    async def _flush_all(self) -> None:
+        while self._q:
+            n = min(len(self._q), self._batch_size)
+            await self._flush([self._q.popleft() for _ in range(n)])
+
+    async def _flush(self, batch: list[tuple[Any, ...]]) -> None:
+        t0 = time.perf_counter()
+        opps: list[tuple[Any, ...]] = []
+        spreads: list[tuple[Any, ...]] = []
+        for item in batch:
+            try:
+                if item[0] == _OPP:
+                    opps.append(_opp_params(*item[1:]))
+                else:
+                    spreads.append(_spread_params(item[1]))
+            except Exception:
+                self._stats.failed += 1
+                log.exception("database writer: cannot convert %r", item[1:])
+        conn = self._db._conn(telemetry=True)
+        try:
+            await conn.execute("BEGIN IMMEDIATE")  # take the write lock up front
+            if opps:
+                await conn.executemany(_INSERT_OPP, opps)
+            if spreads:
+                await conn.executemany(_INSERT_SPREAD, spreads)
+            await conn.execute("COMMIT")
+        except Exception as exc:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            log.warning(
+                "database writer: batch of %d refused (%s); retrying row by row", len(batch), exc
+            )
+            await self._flush_rows(conn, opps, spreads)
+        else:
+            self._stats.written_opportunities += len(opps)
+            self._stats.written_spreads += len(spreads)
+        self._stats.flushes += 1
+        self._stats.max_batch = max(self._stats.max_batch, len(batch))
+        self._stats.last_flush_ms = (time.perf_counter() - t0) * 1000
+
+    async def _flush_rows(
+        self,
+        conn: aiosqlite.Connection,
+        opps: list[tuple[Any, ...]],
+        spreads: list[tuple[Any, ...]],
+    ) -> None:
+        """Fallback after a refused batch: keep every row the database accepts."""
+        written = {"written_opportunities": 0, "written_spreads": 0}
+        failed = 0
+        try:
+            await conn.execute("BEGIN IMMEDIATE")  # take the write lock up front
+            for sql, rows, attr in (
+                (_INSERT_OPP, opps, "written_opportunities"),
+                (_INSERT_SPREAD, spreads, "written_spreads"),
+            ):
+                for params in rows:
+                    try:
+                        await conn.execute(sql, params)
+                    except (sqlite3.IntegrityError, OverflowError, sqlite3.InterfaceError) as exc:
+                        failed += 1
+                        log.error("database writer: row refused (%s): %r", exc, params)
+                    else:
+                        written[attr] += 1
+            await conn.execute("COMMIT")
+        except Exception:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            self._stats.failed += len(opps) + len(spreads)
+            log.exception("database writer: batch of %d rows lost", len(opps) + len(spreads))
+        else:
+            self._stats.failed += failed
+            self._stats.written_opportunities += written["written_opportunities"]
+            self._stats.written_spreads += written["written_spreads"]

@@ -1,0 +1,58 @@
+"""Plain rows the database stores and returns (besides the journal records, which are
+``arbkit.execution.journal``'s ``ExecutionRecord`` / ``LegOrderRecord``).
+
+Every money, price and quantity field is an exact integer in the model's units
+(``Price`` $0.0001, ``Qty`` 0.01 contract, ``Money`` $0.000001); times are ns since the
+epoch. The database columns carry the unit in their name (``qty_e2``, ``cost_e6``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from arbkit.arbitrage.pipeline import SpreadSample
+from arbkit.model import Money, Outcome, Qty, Venue
+
+DECISIONS = frozenset({"executed", "skipped", "logged"})
+__all__ = [
+    "DECISIONS",
+    "DbSummary",
+    "PositionRow",
+    "SpreadSample",  # the detection pipeline's sample, stored as-is in ``spreads``
+    "WriterStats",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRow:
+    symbol: str
+    venue: Venue
+    outcome: Outcome
+    qty: Qty
+    cost: Money
+    updated_ns: int
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """Counters of the telemetry writer; ``dropped`` > 0 means rows were lost (and logged)."""
+
+    queued: int = 0
+    written_opportunities: int = 0
+    written_spreads: int = 0
+    dropped: int = 0
+    failed: int = 0  # rows in batches the database refused (logged with the error)
+    flushes: int = 0
+    max_batch: int = 0
+    last_flush_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DbSummary:
+    user_version: int
+    counts: dict[str, int]  # rows per table
+    executions_by_state: dict[str, int]
+    opportunities_by_decision: dict[str, int]
+    realized_pnl: Money
+    hedge_cost: Money
+    open_positions: int  # (symbol, venue, outcome) rows with qty != 0
