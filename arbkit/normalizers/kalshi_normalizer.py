@@ -223,6 +223,12 @@ class KalshiNormalizer:
     def books_valid(self) -> dict[str, bool]:
         return {t: self.is_valid(t) for t in self.ticker_to_symbol}
 
+    @property
+    def orderbook_sid(self) -> int | None:
+        """The latest sid the server confirmed for the ``orderbook_delta`` channel."""
+        sids = [s for s, ch in self._sid_channel.items() if ch == "orderbook_delta"]
+        return max(sids) if sids else None
+
     def sid_of(self, ticker: str) -> int | None:
         b = self._books.get(ticker)
         return None if b is None else b.sid

@@ -31,7 +31,9 @@ def levels(ticks: list[NormalizedTick], outcome: Outcome) -> list[tuple[int, int
 
 
 def frame(typ: str, sid: int, seq: int, **msg: Any) -> str:
-    return json.dumps({"type": typ, "sid": sid, "seq": seq, "msg": {"market_ticker": TICKER, **msg}})
+    return json.dumps(
+        {"type": typ, "sid": sid, "seq": seq, "msg": {"market_ticker": TICKER, **msg}}
+    )
 
 
 def delta(sid: int, seq: int, price: str, d: str, side: str) -> str:
@@ -242,7 +244,9 @@ def test_terminal_error_resubscribes() -> None:
         frame("orderbook_delta", 2, 3, price_dollars="0.5", delta_fp="1.00", side="maybe"),
         frame("orderbook_delta", 2, 3, price_dollars="0.0800", delta_fp="-301.00", side="yes"),
         frame("orderbook_delta", 2, 3, price_dollars="0.9000", delta_fp="1.00", side="yes"),
-        frame("orderbook_snapshot", 2, 3, yes_dollars_fp=[["0.6", "1"]], no_dollars_fp=[["0.5", "1"]]),
+        frame(
+            "orderbook_snapshot", 2, 3, yes_dollars_fp=[["0.6", "1"]], no_dollars_fp=[["0.5", "1"]]
+        ),
         frame("orderbook_snapshot", 2, 3, yes_dollars_fp=[["0.6", "-1"]]),
         frame("orderbook_snapshot", 2, 3, yes_dollars_fp="x"),
     ],
@@ -296,15 +300,19 @@ def _mutations() -> st.SearchStrategy[str]:
         json.loads(load("ws_error_code14_market_ticker_required.json")),
     ]
     keys = st.sampled_from(
-        ["type", "sid", "seq", "msg", "price_dollars", "delta_fp", "side", "market_ticker"]
-        + ["yes_dollars_fp", "no_dollars_fp", "yes", "no", "price", "delta", "code"]
+        [
+            *("type", "sid", "seq", "msg", "price_dollars", "delta_fp", "side", "market_ticker"),
+            *("yes_dollars_fp", "no_dollars_fp", "yes", "no", "price", "delta", "code"),
+        ]
     )
 
     @st.composite
     def mutate(draw: st.DrawFn) -> str:
         obj = json.loads(json.dumps(draw(st.sampled_from(base))))
         for _ in range(draw(st.integers(1, 4))):
-            target = obj if draw(st.booleans()) or not isinstance(obj.get("msg"), dict) else obj["msg"]
+            target = (
+                obj if draw(st.booleans()) or not isinstance(obj.get("msg"), dict) else obj["msg"]
+            )
             key = draw(keys)
             if draw(st.booleans()):
                 target.pop(key, None)
@@ -320,7 +328,11 @@ def _mutations() -> st.SearchStrategy[str]:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(frames=st.lists(st.one_of(_mutations(), _json.map(json.dumps), st.binary(max_size=40)), max_size=8))
+@given(
+    frames=st.lists(
+        st.one_of(_mutations(), _json.map(json.dumps), st.binary(max_size=40)), max_size=8
+    )
+)
 def test_fuzz_never_raises(frames: list[str | bytes]) -> None:
     n = norm()
     n.on_message(load("ws_orderbook_snapshot_current.json"), 1)
