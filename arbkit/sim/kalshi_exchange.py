@@ -103,6 +103,7 @@ _MARKET_STATUS_FILTER = {
     "settled": {"determined", "finalized", "amended", "disputed"},
 }
 _MONEY_PER_CENT = 10_000
+USER = web.RequestKey("kalshi_user", str)
 
 
 def _iso(ns: int) -> str:
@@ -374,7 +375,7 @@ class KalshiExchange:
         who = self._authenticate(request)
         if isinstance(who, web.Response):
             return who
-        request["user"] = who
+        request[USER] = who
         route = request.match_info.route.resource
         self.requests[f"{request.method} {route.canonical if route else request.path}"] += 1
         if request.path != WS_PATH and self.faults.fail_next_requests > 0:
@@ -552,7 +553,7 @@ class KalshiExchange:
         return _json({"orderbook_fp": {"yes_dollars": side("yes"), "no_dollars": side("no")}})
 
     async def _create_order(self, request: web.Request) -> web.Response:
-        user = request["user"]
+        user = request[USER]
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
@@ -618,7 +619,7 @@ class KalshiExchange:
         return _json(resp, 201)
 
     async def _cancel_order(self, request: web.Request) -> web.Response:
-        o, reduced = self.engine.cancel(request["user"], request.match_info["order_id"])
+        o, reduced = self.engine.cancel(request[USER], request.match_info["order_id"])
         return _json(
             {
                 "order_id": o.order_id,
@@ -629,7 +630,7 @@ class KalshiExchange:
         )
 
     async def _get_orders(self, request: web.Request) -> web.Response:
-        user = request["user"]
+        user = request[USER]
         q = request.query
         orders = [o for o in self.engine.orders.values() if o.user == user]
         if q.get("ticker"):
@@ -642,12 +643,12 @@ class KalshiExchange:
 
     async def _get_order(self, request: web.Request) -> web.Response:
         o = self.engine.orders.get(request.match_info["order_id"])
-        if o is None or o.user != request["user"]:
+        if o is None or o.user != request[USER]:
             raise OrderError(404, "not_found", "order not found")
         return _json({"order": self._order_json(o)})
 
     async def _get_fills(self, request: web.Request) -> web.Response:
-        user = request["user"]
+        user = request[USER]
         q = request.query
         fills = [f for f in self.engine.fills if f.user == user]
         if q.get("ticker"):
@@ -659,7 +660,7 @@ class KalshiExchange:
         return _json({"fills": [self._fill_json(f) for f in page], "cursor": cursor})
 
     async def _get_positions(self, request: web.Request) -> web.Response:
-        acct = self.engine.account(request["user"])
+        acct = self.engine.account(request[USER])
         ticker = request.query.get("ticker")
         rows = [
             {
@@ -679,7 +680,7 @@ class KalshiExchange:
         return _json({"market_positions": page, "event_positions": [], "cursor": cursor})
 
     async def _get_balance(self, request: web.Request) -> web.Response:
-        acct = self.engine.account(request["user"])
+        acct = self.engine.account(request[USER])
         exposure = sum(p.exposure for p in acct.positions.values())
         return _json(
             {
@@ -698,7 +699,7 @@ class KalshiExchange:
         await ws.prepare(request)
         transport = request.transport
         conn = _Conn(
-            user=request["user"],
+            user=request[USER],
             ws=ws,
             transport=transport if isinstance(transport, asyncio.Transport) else None,
         )

@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from kalshi_helpers import TICKERS, Venue
 
 from arbkit.gateways.kalshi_auth import KalshiAuth, generate_key_pair
 from arbkit.gateways.kalshi_rest import KalshiRestClient
-from arbkit.model import Money, Outcome, Price, Qty
+from arbkit.model import Money
 from arbkit.sim.kalshi_exchange import KalshiExchange
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "kalshi"
-TICKERS = ("KXFED-26DEC-T300", "KXFED-26DEC-T325", "KXCPI-26NOV-T03")
-
-
-@dataclass
-class Venue:
-    exchange: KalshiExchange
-    auth: KalshiAuth
-    key_path: Path
-
-    def ladder(self, ticker: str, outcome: Outcome, *levels: tuple[str, str]) -> None:
-        from arbkit.model import parse_price, parse_qty
-
-        self.exchange.set_bids(
-            ticker, outcome, [(Price(parse_price(p)), Qty(parse_qty(q))) for p, q in levels]
-        )
 
 
 @pytest.fixture(scope="session")
@@ -73,11 +54,3 @@ async def rest(venue: Venue) -> AsyncIterator[KalshiRestClient]:
         yield client
     finally:
         await client.aclose()
-
-
-async def eventually(pred: Callable[[], bool], timeout_s: float = 5.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or pred}")
-        await asyncio.sleep(0.01)
