@@ -291,7 +291,7 @@ class KalshiNormalizer:
             sid = msg["sid"]
             self._sid_channel[sid] = str(msg.get("channel", ""))
             if msg.get("channel") == "orderbook_delta":
-                self._sid_seq.pop(sid, None)
+                # A repeated subscribe merges into the same sid; its seq carries on.
                 self._sid_tickers.setdefault(sid, set())
         elif typ == "unsubscribed":
             sid = obj.get("sid")
