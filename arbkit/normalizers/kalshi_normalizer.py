@@ -270,6 +270,10 @@ class KalshiNormalizer:
             self._bad_frame(upd, exc, obj, recv_ts_ns)
         except (ConversionError, ValueError, TypeError, KeyError, AttributeError) as exc:
             self._bad_frame(upd, BadFrame(str(exc)), obj, recv_ts_ns)
+        except Exception as exc:  # last resort: input must never take the feed down
+            self._bad_frame(
+                upd, BadFrame(f"unexpected {type(exc).__name__}: {exc}"), obj, recv_ts_ns
+            )
         return upd
 
     # ------------------------------------------------------------ dispatching -----
@@ -402,9 +406,17 @@ class KalshiNormalizer:
         if b.sid != sid:
             self._attach(b, ticker, sid)
         pv = msg.get("price_dollars")
-        p = _price(pv) if pv is not None else _cents(msg.get("price"), "price")
+        p = _price_cache.get(pv) if type(pv) is str else None  # inlined fast path
+        if p is None:
+            p = _price(pv) if pv is not None else _cents(msg.get("price"), "price")
         dv = msg.get("delta_fp")
-        d = _qty(dv, "delta_fp", signed=True) if dv is not None else _qty(msg.get("delta"), "delta")
+        d = _qty_cache.get(dv) if type(dv) is str else None
+        if d is None:
+            d = (
+                _qty(dv, "delta_fp", signed=True)
+                if dv is not None
+                else _qty(msg.get("delta"), "delta", signed=True)
+            )
         side = msg.get("side")
         if side == "yes":
             levels = b.yes

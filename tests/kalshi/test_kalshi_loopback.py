@@ -218,6 +218,12 @@ async def test_seq_gap_invalidates_and_resyncs(venue: Venue) -> None:
         venue.ladder(T0, Outcome.NO, ("0.50", "1"))
         await eventually(lambda: books_match(venue, ws), what="deltas after resync")
         assert feed.asks[(T0.lower(), Outcome.YES)] == {5000: 100}
+        # Delayed frames still arrive in order and build the same book.
+        venue.exchange.delay_frames(5)
+        for size in ("2", "3", "4"):
+            venue.ladder(T0, Outcome.NO, ("0.50", size), ("0.49", size))
+        await eventually(lambda: books_match(venue, ws), what="delayed deltas")
+        assert ws.normalizer.gaps == 1 and ws.health.bad_frames == 0
     finally:
         await ws.stop()
 

@@ -343,3 +343,22 @@ def test_fuzz_never_raises(frames: list[str | bytes]) -> None:
     assert all(q > 0 for _, q in yes + no)
     if n.is_valid(TICKER) and yes and no:
         assert yes[0][0] + no[0][0] < 10_000  # a valid book is never crossed
+
+
+def test_legacy_integer_only_delta() -> None:
+    n = norm()
+    n.on_message(load("ws_orderbook_snapshot_current.json"), 1)
+    raw = {
+        "type": "orderbook_delta",
+        "sid": 2,
+        "seq": 3,
+        "msg": {
+            "market_ticker": TICKER,
+            "market_id": "m",
+            "price": 22,
+            "delta": -33,
+            "side": "yes",
+        },
+    }
+    u = n.on_message(json.dumps(raw), 2)
+    assert n.bad_frames == 0 and levels(u.ticks, Outcome.NO) == [(7800, 30000)]
