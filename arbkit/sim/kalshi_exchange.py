@@ -89,6 +89,7 @@ WS_ERRORS = {
     7: "Unknown subscription ID",
     8: "Unknown channel name",
     10: "Channel error",
+    25: "Subscription buffer overflow",
     11: "Invalid parameter",
     12: "Exactly one subscription ID is required",
     13: "Unsupported action",
@@ -174,8 +175,10 @@ class KalshiExchange:
         heartbeat_s: float = 10.0,
         maker_fee_series: Iterable[str] = (),
         clock_ns: Callable[[], int] = time.time_ns,
+        max_queue_frames: int = 100_000,
     ) -> None:
         self.host = host
+        self.max_queue_frames = max_queue_frames
         self._port = port
         self.max_clock_skew_ms = max_clock_skew_ms
         self.heartbeat_s = heartbeat_s
@@ -316,6 +319,21 @@ class KalshiExchange:
         """Send an arbitrary (possibly malformed) text frame to every WebSocket client."""
         for c in self._conns:
             c.queue.put_nowait(text)
+
+    def terminal_error(self, code: int = 25) -> int:
+        """Kill every orderbook subscription with a terminal error (10 or 25) as Kalshi does
+        on a channel error or a slow consumer; clients must resubscribe."""
+        n = 0
+        for c in self._conns:
+            for sub in [s for s in c.subs.values() if s.channel == "orderbook_delta"]:
+                self._kill_sub(c, sub, code)
+                n += 1
+        return n
+
+    def _kill_sub(self, conn: _Conn, sub: _Sub, code: int) -> None:
+        conn.subs.pop(sub.sid, None)
+        msg = {"code": code, "msg": WS_ERRORS.get(code, "error")}
+        self._send(conn, {"type": "error", "sid": sub.sid, "seq": self._next_seq(sub), "msg": msg})
 
     def skip_seq(self, n: int = 1) -> None:
         self.faults.skip_seq += n
@@ -791,8 +809,11 @@ class KalshiExchange:
         m = self.engine.markets[ticker]
         ts_ms = self.clock_ns() // 1_000_000
         for conn in self._conns:
-            for sub in conn.subs.values():
+            for sub in list(conn.subs.values()):
                 if sub.channel != "orderbook_delta" or ticker not in sub.tickers:
+                    continue
+                if conn.queue.qsize() >= self.max_queue_frames:
+                    self._kill_sub(conn, sub, 25)  # slow consumer: terminal, like Kalshi
                     continue
                 p = PRICE_SCALE - price if side == "no" and sub.use_yes_price else price
                 self._send(

@@ -35,6 +35,7 @@ class Feed:
         self.asks: dict[tuple[str, Outcome], dict[int, int]] = {}
         self.valid: dict[str, bool] = {}
         self.batches = 0
+        self.invalidations: list[str] = []
 
     def __call__(self, ticks: list[NormalizedTick]) -> None:
         self.batches += 1
@@ -44,6 +45,8 @@ class Feed:
                     if t.outcome in (None, o):
                         self.asks[(t.symbol, o)] = {}
                 self.valid[t.symbol] = t.valid
+                if not t.valid:
+                    self.invalidations.append(t.symbol)
             else:
                 assert t.outcome is not None
                 lad = self.asks.setdefault((t.symbol, t.outcome), {})
@@ -244,6 +247,24 @@ async def test_socket_drop_reconnects_with_correct_book(venue: Venue) -> None:
         )
         assert feed.valid[T0.lower()] is True
         assert feed.asks[(T0.lower(), Outcome.NO)] == {7000: 900}
+    finally:
+        await ws.stop()
+
+
+@pytest.mark.parametrize("code", [10, 25])
+async def test_terminal_errors_resubscribe(venue: Venue, code: int) -> None:
+    seed(venue)
+    feed = Feed()
+    ws = ws_client(venue, feed)
+    await ws.start()
+    try:
+        await eventually(lambda: books_match(venue, ws, TICKERS), what="snapshots")
+        assert venue.exchange.terminal_error(code) == 1
+        await eventually(lambda: T0.lower() in feed.invalidations, what="invalidated")
+        venue.ladder(T0, Outcome.YES, ("0.33", "3"))
+        await eventually(lambda: books_match(venue, ws, TICKERS), what="resubscribed")
+        subs = [c for c in venue.exchange.ws_commands if c.get("cmd") == "subscribe"]
+        assert len(subs) == 2 and ws.health.connected
     finally:
         await ws.stop()
 
