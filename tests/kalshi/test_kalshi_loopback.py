@@ -139,6 +139,24 @@ def _other_key(tmp_path: Path) -> Path:
     return p
 
 
+async def test_ws_auth_failure_retries_then_recovers(venue: Venue, tmp_path: Path) -> None:
+    seed(venue)
+    feed = Feed()
+    good_pem = venue.auth.public_key_pem()
+    venue.exchange.register_key(venue.auth.key_id, KalshiAuth.from_key_file(
+        "x", _other_key(tmp_path)).public_key_pem())  # fmt: skip
+    ws = ws_client(venue, feed)
+    await ws.start()
+    try:
+        await eventually(lambda: ws.health.reconnects >= 2, what="handshake retries")
+        assert "401" in ws.last_error and not ws.health.connected
+        assert not any(ws.books_valid.values())
+        venue.exchange.register_key(venue.auth.key_id, good_pem)
+        await eventually(lambda: books_match(venue, ws), what="recovered")
+    finally:
+        await ws.stop()
+
+
 async def test_ed25519_keys_work(venue: Venue, tmp_path: Path) -> None:
     p = tmp_path / "ed.pem"
     _, pub = generate_key_pair(p, key_type="ed25519")

@@ -362,3 +362,44 @@ def test_legacy_integer_only_delta() -> None:
     }
     u = n.on_message(json.dumps(raw), 2)
     assert n.bad_frames == 0 and levels(u.ticks, Outcome.NO) == [(7800, 30000)]
+
+
+def test_replayed_reconnect_without_invalidate_all_recovers() -> None:
+    """A capture holds no disconnect marker: the new connection's seq restart is a decrease,
+    which invalidates the sid's books until the new snapshots arrive."""
+    n = KalshiNormalizer({"A": "a", "B": "b"}, use_yes_price=False)
+
+    def snap(seq: int, t: str, yes: str) -> str:
+        return json.dumps(
+            {
+                "type": "orderbook_snapshot",
+                "sid": 1,
+                "seq": seq,
+                "msg": {"market_ticker": t, "market_id": "m", "yes_dollars_fp": [[yes, "1.00"]]},
+            }
+        )
+
+    sub = '{"id":1,"type":"subscribed","msg":{"channel":"orderbook_delta","sid":1}}'
+    for raw in (sub, snap(1, "A", "0.10"), snap(2, "B", "0.20")):
+        n.on_message(raw, 0)
+    for seq in range(3, 9):
+        n.on_message(
+            json.dumps(
+                {
+                    "type": "orderbook_delta",
+                    "sid": 1,
+                    "seq": seq,
+                    "msg": {"market_ticker": "A", "price_dollars": "0.3", "delta_fp": "1.00",
+                            "side": "yes"},
+                }
+            ),
+            0,
+        )  # fmt: skip
+    # Reconnect: subscribed again, seq restarts at 1.
+    n.on_message(sub, 1)
+    upd = n.on_message(snap(1, "A", "0.15"), 1)
+    assert not n.is_valid("B") and n.is_valid("A")
+    assert ("b", False) in [(t.symbol, t.valid) for t in upd.ticks if t.kind is TickKind.RESET]
+    n.on_message(snap(2, "B", "0.25"), 1)
+    assert n.is_valid("B")
+    assert n.book("A") == ([(1500, 100)], []) and n.book("B") == ([(2500, 100)], [])
