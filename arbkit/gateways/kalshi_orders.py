@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from arbkit.execution.venue import (
     Fill,
@@ -45,6 +46,16 @@ def _result(o: KalshiOrder, requested: Qty | None = None, reason: str = "") -> O
         reason=reason or o.status,
         ack_ts_ns=time.time_ns(),
     )
+
+
+@contextmanager
+def _venue_errors(what: str) -> Iterator[None]:
+    """The executor speaks VenueError; map the REST client's error onto it."""
+    try:
+        yield
+    except KalshiApiError as exc:
+        retryable = exc.status == 0 or exc.status == 429 or exc.status >= 500
+        raise VenueError(f"{what}: {exc}", retryable=retryable, status=exc.status) from exc
 
 
 class KalshiOrderClient:
@@ -104,7 +115,8 @@ class KalshiOrderClient:
             )
         except KalshiApiError as exc:
             if exc.status == 409:
-                found = await self._find(req.client_order_id, ticker)
+                with _venue_errors(f"looking up {req.client_order_id} after 409"):
+                    found = await self._find(req.client_order_id, ticker)
                 if found is None:
                     raise VenueError(
                         f"409 for {req.client_order_id} but the order is not listed",
@@ -131,8 +143,10 @@ class KalshiOrderClient:
             self.last_place_ns = time.perf_counter_ns() - t0
         self._known[req.client_order_id] = (created.order_id, ticker)
         if created.fill_count:
-            # Exact costs/fees live on the order object, not in the create response.
-            return _result(await self.rest.get_order(created.order_id), req.qty)
+            # Exact costs/fees live on the order object, not in the create response. If this
+            # read fails the order still exists: a resend of the same id resolves via 409.
+            with _venue_errors(f"reading filled order {req.client_order_id}"):
+                return _result(await self.rest.get_order(created.order_id), req.qty)
         state = OrderState.CANCELLED if created.remaining_count == 0 else OrderState.OPEN
         return OrderResult(
             req.client_order_id,
@@ -167,6 +181,10 @@ class KalshiOrderClient:
         ) from exc
 
     async def cancel(self, client_order_id: str, timeout_s: float) -> OrderResult:
+        with _venue_errors(f"cancel {client_order_id}"):
+            return await self._cancel(client_order_id, timeout_s)
+
+    async def _cancel(self, client_order_id: str, timeout_s: float) -> OrderResult:
         o = await asyncio.wait_for(self._find(client_order_id), timeout_s)
         if o is None:
             raise VenueError(f"unknown order {client_order_id}", status=404)
@@ -184,10 +202,15 @@ class KalshiOrderClient:
         return _result(o)
 
     async def order_status(self, client_order_id: str) -> OrderResult | None:
-        o = await self._find(client_order_id)
+        with _venue_errors(f"status of {client_order_id}"):
+            o = await self._find(client_order_id)
         return None if o is None else _result(o)
 
     async def fills(self, client_order_id: str | None = None) -> list[Fill]:
+        with _venue_errors("fills"):
+            return await self._fills(client_order_id)
+
+    async def _fills(self, client_order_id: str | None) -> list[Fill]:
         if client_order_id is not None:
             o = await self._find(client_order_id)
             if o is None:
@@ -217,12 +240,15 @@ class KalshiOrderClient:
         return out
 
     async def balance(self) -> Money:
-        return (await self.rest.get_balance()).balance
+        with _venue_errors("balance"):
+            return (await self.rest.get_balance()).balance
 
     async def positions(self) -> dict[tuple[str, Outcome], Qty]:
         """Kalshi reports one signed position per market (+YES / −NO): netted."""
         out: dict[tuple[str, Outcome], Qty] = {}
-        for p in await self.rest.get_positions():
+        with _venue_errors("positions"):
+            rows = await self.rest.get_positions()
+        for p in rows:
             symbol = self.ticker_to_symbol.get(p.ticker)
             if symbol is None or p.position == 0:
                 continue

@@ -513,3 +513,34 @@ async def test_place_limit_latency_figure(venue: Venue, rest: KalshiRestClient) 
     samples.sort()
     print(f"place_limit call → request hook p50 {samples[len(samples) // 2] / 1e3:.0f} µs")
     assert samples[0] > 0
+
+
+async def test_read_failure_after_a_fill_is_retryable_and_resolves(venue: Venue) -> None:
+    seed(venue)
+
+    armed = [True]
+
+    async def after_post(resp: httpx.Response) -> None:
+        if resp.request.method == "POST" and armed[0]:
+            armed[0] = False
+            venue.exchange.fail_next_requests(100, status=500)
+
+    rest = KalshiRestClient(
+        venue.exchange.rest_url,
+        venue.auth,
+        max_retries=1,
+        backoff_base_s=0.001,
+        event_hooks={"response": [after_post]},
+    )
+    try:
+        oc = KalshiOrderClient(rest, {"fed": T0})
+        req = order("fed", Outcome.YES, 4400, 100, TimeInForce.IOC)
+        with pytest.raises(VenueError) as ei:
+            await oc.place_limit(req, 5)
+        assert ei.value.retryable and ei.value.status == 500
+        venue.exchange.fail_next_requests(0)
+        again = await KalshiOrderClient(rest, {"fed": T0}).place_limit(req, 5)
+        assert again.filled_qty == 100 and again.filled_cost == 4400 * 100
+        assert venue.exchange.orders_created[req.client_order_id] == 1
+    finally:
+        await rest.aclose()
