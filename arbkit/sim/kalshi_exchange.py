@@ -15,12 +15,14 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -1001,7 +1003,7 @@ async def _serve(args: argparse.Namespace) -> None:
     print(f"Kalshi simulator on {ex.rest_url} and {ex.ws_url}")
     print(f"demo key id: {key_id}")
     print(f"private key (0600): {args.key_file}")
-    print(f"export KALSHI_API_KEY_ID={key_id} KALSHI_PRIVATE_KEY_PATH={args.key_file}")
+    print(f"export KALSHI_API_KEY_ID={key_id} KALSHI_PRIVATE_KEY_PATH={args.key_file}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
@@ -1012,12 +1014,19 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Local Kalshi exchange (REST + WS) for demos/tests")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8765)
-    ap.add_argument("--key-file", default="kalshi-sim-key.pem", help="where to write the demo key")
+    ap.add_argument(
+        "--key-file",
+        default=None,
+        help="where to write the demo private key (default: a fresh private temp dir, so a "
+        "demo key never lands in the repository)",
+    )
     ap.add_argument("--key-type", choices=["rsa", "ed25519"], default="rsa")
     ap.add_argument("--fund-usd", type=int, default=10_000)
     ap.add_argument("--max-skew-ms", type=int, default=5_000)
     ap.add_argument("--market", action="append", help="ticker to list (repeatable)")
     args = ap.parse_args(argv)
+    if args.key_file is None:
+        args.key_file = str(Path(tempfile.mkdtemp(prefix="arbkit-kalshi-sim-")) / "demo-key.pem")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))
 
