@@ -465,6 +465,7 @@ class KalshiRestClient:
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         attempt = 0
         while True:
+            retry_after_s = 0.0
             await bucket.acquire()
             headers.update(self.auth.headers(method, self._path_prefix + path))
             try:
@@ -486,11 +487,14 @@ class KalshiRestClient:
                     self.rate_limited += 1
                     if attempt >= self.max_retries:
                         raise err
+                    ra = resp.headers.get("Retry-After", "")
+                    if ra.isdigit():  # Kalshi sends none today; honour one if it appears
+                        retry_after_s = min(float(ra), self.backoff_max_s)
                 elif write or resp.status_code < 500 or attempt >= self.max_retries:
                     raise err
                 log.debug("kalshi %s %s → %s; retrying", method, path, resp.status_code)
             self.retries += 1
-            await asyncio.sleep(self._backoff(attempt))
+            await asyncio.sleep(max(retry_after_s, self._backoff(attempt)))
             attempt += 1
 
     # --------------------------------------------------------------- orders -------
