@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from arbkit.execution.venue import (
     Fill,
@@ -20,6 +21,7 @@ from arbkit.execution.venue import (
     OrderState,
     TimeInForce,
     VenueError,
+    VenueOrderClient,
 )
 from arbkit.gateways.kalshi_rest import KalshiApiError, KalshiOrder, KalshiRestClient
 from arbkit.model import PRICE_SCALE, Money, Outcome, Price, Qty, Venue
@@ -257,3 +259,9 @@ class KalshiOrderClient:
             else:
                 out[(symbol, Outcome.NO)] = Qty(-p.position)
         return out
+
+
+if TYPE_CHECKING:  # structural check by mypy: this is a VenueOrderClient
+
+    def _is_venue_order_client(x: KalshiOrderClient) -> VenueOrderClient:
+        return x

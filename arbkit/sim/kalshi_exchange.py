@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import WSMsgType, web
@@ -52,6 +52,7 @@ from arbkit.model import (
     price_str,
     qty_str,
 )
+from arbkit.sim.driver import BookSink
 from arbkit.sim.kalshi_engine import (
     LINEAR_CENT,
     FillRecord,
@@ -1033,3 +1034,9 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+if TYPE_CHECKING:  # the exchange is a BookSink (checked by mypy, free at run time)
+
+    def _is_book_sink(x: KalshiExchange) -> BookSink:
+        return x
