@@ -1,0 +1,496 @@
+"""The local Kalshi exchange's books, matching engine and accounts (synchronous, no IO).
+
+Books are bids-only per market, in native terms: ``yes[p]`` and ``no[p]`` (NO priced in NO
+terms). A V2 order ``bid`` at YES price p buys YES and takes NO bids q with q ≥ 1 − p; an
+``ask`` at p buys NO at 1 − p and takes YES bids ≥ p. Price-time priority: the best price
+first, FIFO within a level. Simulated makers (the driver's ``set_bids`` ladders) and users'
+resting GTC orders share the queues. Every change of a level's total is reported through
+``on_level`` so the server can publish ``orderbook_delta`` frames.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from arbkit.arbitrage.fee_model import FeeModel
+from arbkit.model import PRICE_SCALE, Outcome, Price, Qty
+
+OnLevel = Callable[[str, str, int, int, int], None]  # ticker, "yes"|"no", price, delta, new
+
+
+class OrderError(Exception):
+    """A rejected request: HTTP status + Kalshi-style error code."""
+
+    def __init__(self, status: int, code: str, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+@dataclass(slots=True)
+class UserOrder:
+    order_id: str
+    user: str
+    client_order_id: str
+    ticker: str
+    book_side: str  # "bid" (buy YES) | "ask" (buy NO)
+    yes_price: int
+    initial: int
+    tif: str
+    stp: str
+    created_ns: int
+    fill: int = 0
+    remaining: int = 0
+    status: str = "resting"  # resting | canceled | executed
+    taker_cost: int = 0  # Money, in the bought outcome's prices
+    maker_cost: int = 0
+    taker_fees: int = 0
+    maker_fees: int = 0
+    updated_ns: int = 0
+    taker_fills: list[tuple[Price, Qty]] = field(default_factory=list)
+
+    @property
+    def outcome_side(self) -> str:
+        return "yes" if self.book_side == "bid" else "no"
+
+    @property
+    def own_price(self) -> int:
+        """Limit in the bought outcome's own terms."""
+        return self.yes_price if self.book_side == "bid" else PRICE_SCALE - self.yes_price
+
+
+@dataclass(slots=True)
+class FillRecord:
+    fill_id: str
+    trade_id: str
+    order_id: str
+    user: str
+    ticker: str
+    outcome_side: str
+    book_side: str
+    count: int
+    yes_price: int
+    is_taker: bool
+    fee: int
+    ts_ns: int
+    client_order_id: str
+
+
+@dataclass(slots=True)
+class Position:
+    yes: int = 0
+    no: int = 0
+    total_traded: int = 0  # Money
+    exposure: int = 0  # Money: cost of the open contracts
+    realized_pnl: int = 0
+    fees_paid: int = 0
+    updated_ns: int = 0
+
+    @property
+    def net(self) -> int:
+        return self.yes - self.no
+
+
+@dataclass(slots=True)
+class Account:
+    balance: int = 0  # Money
+    positions: dict[str, Position] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Entry:
+    qty: int
+    order: UserOrder | None  # None = simulated maker liquidity
+
+
+@dataclass(slots=True)
+class _Level:
+    entries: list[_Entry] = field(default_factory=list)
+    total: int = 0
+
+
+@dataclass(slots=True)
+class SimMarket:
+    ticker: str
+    series: str
+    event_ticker: str
+    status: str
+    open_time_s: int
+    close_time_s: int
+    price_ranges: list[tuple[int, int, int]]  # (start, end, step) in Price units
+    price_level_structure: str
+    title: str
+    market_id: str
+    yes: dict[int, _Level] = field(default_factory=dict)
+    no: dict[int, _Level] = field(default_factory=dict)
+    maker_yes: dict[int, _Entry] = field(default_factory=dict)
+    maker_no: dict[int, _Entry] = field(default_factory=dict)
+    last_price: int = 0
+    volume: int = 0
+
+    def side(self, name: str) -> dict[int, _Level]:
+        return self.yes if name == "yes" else self.no
+
+    def ladder(self, name: str) -> list[tuple[int, int]]:
+        """Ascending (price, total) like Kalshi's REST/WS arrays (best bid last)."""
+        book = self.side(name)
+        return [(p, book[p].total) for p in sorted(book) if book[p].total > 0]
+
+    def best(self, name: str) -> int:
+        book = self.side(name)
+        return max((p for p, lv in book.items() if lv.total > 0), default=0)
+
+    def on_grid(self, price: int) -> bool:
+        for start, end, step in self.price_ranges:
+            if start <= price <= end and (price - start) % step == 0:
+                return True
+        return False
+
+
+LINEAR_CENT = [(100, 9900, 100)]
+_MONEY_PER_QTY_UNIT = 10_000  # $1 × 0.01 contract in $0.000001 units
+
+
+class MatchingEngine:
+    def __init__(
+        self,
+        fee_model: FeeModel,
+        *,
+        netting: bool = True,
+        on_level: OnLevel | None = None,
+        clock_ns: Callable[[], int],
+        maker_fee_series: Iterable[str] = (),
+    ) -> None:
+        self.fees = fee_model
+        self.netting = netting
+        self.on_level: OnLevel = on_level or (lambda *_: None)
+        self.clock_ns = clock_ns
+        self.maker_fee_series = set(maker_fee_series)
+        self.markets: dict[str, SimMarket] = {}
+        self.accounts: dict[str, Account] = {}
+        self.orders: dict[str, UserOrder] = {}
+        self.by_client_id: dict[tuple[str, str], UserOrder] = {}
+        self.fills: list[FillRecord] = []
+        self._trade_ids = itertools.count(1)
+
+    # ------------------------------------------------------------ markets/books -----
+
+    def add_market(self, m: SimMarket) -> None:
+        self.markets[m.ticker] = m
+
+    def market(self, ticker: str) -> SimMarket:
+        m = self.markets.get(ticker)
+        if m is None:
+            raise OrderError(404, "market_not_found", "market not found", ticker)
+        return m
+
+    def _change(self, m: SimMarket, side: str, price: int, delta: int) -> None:
+        if delta:
+            lv = m.side(side)[price]
+            lv.total += delta
+            new = lv.total
+            if new == 0 and not lv.entries:
+                del m.side(side)[price]
+            self.on_level(m.ticker, side, price, delta, new)
+
+    def _push(self, m: SimMarket, side: str, price: int, entry: _Entry) -> None:
+        lv = m.side(side).get(price)
+        if lv is None:
+            lv = m.side(side)[price] = _Level()
+        lv.entries.append(entry)
+        self._change(m, side, price, entry.qty)
+
+    def _remove_entry(self, m: SimMarket, side: str, price: int, entry: _Entry) -> None:
+        lv = m.side(side)[price]
+        lv.entries.remove(entry)
+        q = entry.qty
+        entry.qty = 0
+        self._change(m, side, price, -q)
+        if not lv.entries and price in m.side(side) and lv.total == 0:
+            del m.side(side)[price]
+
+    def set_bids(self, ticker: str, outcome: Outcome, levels: Iterable[tuple[Price, Qty]]) -> None:
+        """Replace the simulated makers' ladder for one outcome; publish what changed."""
+        m = self.market(ticker)
+        side = outcome.value
+        makers = m.maker_yes if side == "yes" else m.maker_no
+        new: dict[int, int] = {}
+        for lp, lq in levels:
+            if not 0 < lp < PRICE_SCALE or lq < 0:
+                raise ValueError(f"bad level ({lp}, {lq}) for {ticker} {side}")
+            if lq:
+                new[int(lp)] = int(lq)
+        for old_p in list(makers):
+            if old_p not in new:
+                self._remove_entry(m, side, old_p, makers.pop(old_p))
+        for p, q in new.items():
+            e = makers.get(p)
+            if e is None:
+                e = makers[p] = _Entry(q, None)
+                self._push(m, side, p, e)
+            elif e.qty != q:
+                d = q - e.qty
+                e.qty = q
+                self._change(m, side, p, d)
+        self._uncross(m)
+
+    def _uncross(self, m: SimMarket) -> None:
+        """Crossed bids trade: user orders fill as makers at their own price; maker vs maker
+        liquidity simply cancels out (it is the driver's own quote)."""
+        while True:
+            by, bn = m.best("yes"), m.best("no")
+            if not by or not bn or by + bn < PRICE_SCALE:
+                return
+            ey = m.yes[by].entries[0]
+            en = m.no[bn].entries[0]
+            q = min(ey.qty, en.qty)
+            for side, price, e in (("yes", by, ey), ("no", bn, en)):
+                if e.order is not None:
+                    self._maker_fill(m, e.order, price, q, taker_id="")
+                e.qty -= q
+                self._change(m, side, price, -q)
+                if e.qty == 0:
+                    m.side(side)[price].entries.remove(e)
+                    makers = m.maker_yes if side == "yes" else m.maker_no
+                    if e.order is None and makers.get(price) is e:
+                        del makers[price]
+                    if not m.side(side)[price].entries:
+                        del m.side(side)[price]
+
+    # -------------------------------------------------------------- accounts -------
+
+    def account(self, user: str) -> Account:
+        acct = self.accounts.get(user)
+        if acct is None:
+            acct = self.accounts[user] = Account()
+        return acct
+
+    def _book_fill(
+        self, user: str, m: SimMarket, outcome: str, price: int, qty: int, fee: int
+    ) -> None:
+        """Pay price×qty + fee for ``qty`` of ``outcome``; net YES against NO if enabled."""
+        acct = self.account(user)
+        pos = acct.positions.setdefault(m.ticker, Position())
+        cost = price * qty
+        acct.balance -= cost + fee
+        pos.total_traded += cost
+        pos.fees_paid += fee
+        pos.updated_ns = self.clock_ns()
+        if outcome == "yes":
+            pos.yes += qty
+        else:
+            pos.no += qty
+        pos.exposure += cost
+        if self.netting:
+            pairs = min(pos.yes, pos.no)
+            if pairs:
+                held = pos.yes + pos.no
+                # Each YES+NO pair pays $1 now; release the pairs' share of the cost basis.
+                released = pos.exposure * 2 * pairs // held
+                payout = pairs * _MONEY_PER_QTY_UNIT
+                acct.balance += payout
+                pos.realized_pnl += payout - released
+                pos.exposure -= released
+                pos.yes -= pairs
+                pos.no -= pairs
+
+    def _maker_fill(
+        self, m: SimMarket, o: UserOrder, native_price: int, q: int, taker_id: str
+    ) -> None:
+        """A resting user order traded ``q`` at its own (native) price."""
+        maker_fee = 0
+        if m.series in self.maker_fee_series:
+            maker_fee = self.fees.kalshi_fee([(Price(native_price), Qty(q))], m.series, maker=True)
+        o.fill += q
+        o.remaining -= q
+        o.maker_cost += native_price * q
+        o.maker_fees += maker_fee
+        o.updated_ns = self.clock_ns()
+        if o.remaining == 0:
+            o.status = "executed"
+        self._book_fill(o.user, m, o.outcome_side, native_price, q, maker_fee)
+        yes_price = native_price if o.outcome_side == "yes" else PRICE_SCALE - native_price
+        self._record_fill(o, m, q, yes_price, False, maker_fee, taker_id)
+
+    def _record_fill(
+        self, o: UserOrder, m: SimMarket, q: int, yes_price: int, taker: bool, fee: int, tid: str
+    ) -> FillRecord:
+        rec = FillRecord(
+            fill_id=str(uuid.uuid4()),
+            trade_id=tid or str(uuid.uuid4()),
+            order_id=o.order_id,
+            user=o.user,
+            ticker=m.ticker,
+            outcome_side=o.outcome_side,
+            book_side=o.book_side,
+            count=q,
+            yes_price=yes_price,
+            is_taker=taker,
+            fee=fee,
+            ts_ns=self.clock_ns(),
+            client_order_id=o.client_order_id,
+        )
+        self.fills.append(rec)
+        m.last_price = yes_price
+        m.volume += q
+        return rec
+
+    # -------------------------------------------------------------- orders ---------
+
+    def fillable(self, m: SimMarket, book_side: str, yes_price: int) -> int:
+        opp = "no" if book_side == "bid" else "yes"
+        limit = PRICE_SCALE - yes_price if book_side == "bid" else yes_price
+        return sum(lv.total for p, lv in m.side(opp).items() if p >= limit)
+
+    def place(
+        self,
+        user: str,
+        *,
+        ticker: str,
+        book_side: str,
+        yes_price: int,
+        count: int,
+        tif: str,
+        client_order_id: str,
+        stp: str = "taker_at_cross",
+        post_only: bool = False,
+    ) -> UserOrder:
+        m = self.market(ticker)
+        if m.status != "active":
+            raise OrderError(400, "market_closed", "market is not open for trading", ticker)
+        if book_side not in ("bid", "ask"):
+            raise OrderError(400, "invalid_parameters", "side must be bid or ask")
+        if tif not in ("fill_or_kill", "good_till_canceled", "immediate_or_cancel"):
+            raise OrderError(400, "invalid_parameters", "invalid time_in_force")
+        if count <= 0:
+            raise OrderError(400, "invalid_parameters", "count must be positive")
+        if not 0 < yes_price < PRICE_SCALE or not m.on_grid(yes_price):
+            raise OrderError(400, "invalid_price", "price is not a valid tick for this market")
+        if client_order_id and (user, client_order_id) in self.by_client_id:
+            raise OrderError(
+                409, "order_already_exists", "Order with this client_order_id already exists"
+            )
+        own = yes_price if book_side == "bid" else PRICE_SCALE - yes_price
+        worst_fee = self.fees.kalshi_fee([(Price(own), Qty(count))], m.series)
+        if self.account(user).balance < own * count + worst_fee:
+            raise OrderError(400, "insufficient_balance", "insufficient balance")
+        now = self.clock_ns()
+        o = UserOrder(
+            order_id=str(uuid.uuid4()),
+            user=user,
+            client_order_id=client_order_id,
+            ticker=ticker,
+            book_side=book_side,
+            yes_price=yes_price,
+            initial=count,
+            tif=tif,
+            stp=stp,
+            created_ns=now,
+            remaining=count,
+            updated_ns=now,
+        )
+        self.orders[o.order_id] = o
+        if client_order_id:
+            self.by_client_id[(user, client_order_id)] = o
+        if tif == "fill_or_kill" and self.fillable(m, book_side, yes_price) < count:
+            o.remaining = 0
+            o.status = "canceled"
+            return o
+        if post_only and self.fillable(m, book_side, yes_price) > 0:
+            o.remaining = 0
+            o.status = "canceled"
+            return o
+        taker_records = self._take(m, o)
+        if o.taker_fills:
+            o.taker_fees = self.fees.kalshi_fee(o.taker_fills, m.series)
+            self.account(user).balance -= o.taker_fees
+            pos = self.account(user).positions[m.ticker]
+            pos.fees_paid += o.taker_fees
+            # Spread the order's fee over its fill records (exact; remainder on the first).
+            fills = taker_records
+            total_q = sum(f.count for f in fills)
+            acc = 0
+            for f in fills:
+                f.fee = o.taker_fees * f.count // total_q
+                acc += f.fee
+            fills[0].fee += o.taker_fees - acc
+        if o.remaining:
+            if tif == "good_till_canceled" and o.status == "resting":
+                side = "yes" if book_side == "bid" else "no"
+                self._push(m, side, own, _Entry(o.remaining, o))
+            else:  # IOC remainder (or a self-trade stop) is cancelled; fills are kept
+                o.remaining = 0
+                o.status = "canceled"
+        else:
+            o.status = "executed"
+        return o
+
+    def _take(self, m: SimMarket, o: UserOrder) -> list[FillRecord]:
+        records: list[FillRecord] = []
+        opp = "no" if o.book_side == "bid" else "yes"
+        limit = PRICE_SCALE - o.yes_price if o.book_side == "bid" else o.yes_price
+        book = m.side(opp)
+        tid = str(uuid.uuid4())
+        while o.remaining:
+            prices = [p for p, lv in book.items() if lv.total > 0 and p >= limit]
+            if not prices:
+                return records
+            p = max(prices)
+            lv = book[p]
+            e = lv.entries[0]
+            if e.order is not None and e.order.user == o.user:
+                if o.stp == "maker":
+                    self._cancel_resting(m, e.order)
+                    continue
+                o.status = "canceled"  # taker_at_cross: stop, keep what filled
+                return records
+            q = min(e.qty, o.remaining)
+            taker_price = PRICE_SCALE - p  # what the taker pays for its own outcome
+            if e.order is not None:
+                self._maker_fill(m, e.order, p, q, tid)
+            e.qty -= q
+            self._change(m, opp, p, -q)
+            if e.qty == 0:
+                lv.entries.remove(e)
+                makers = m.maker_yes if opp == "yes" else m.maker_no
+                if e.order is None and makers.get(p) is e:
+                    del makers[p]
+                if not lv.entries:
+                    del book[p]
+            o.fill += q
+            o.remaining -= q
+            o.taker_cost += taker_price * q
+            o.taker_fills.append((Price(taker_price), Qty(q)))
+            o.updated_ns = self.clock_ns()
+            self._book_fill(o.user, m, o.outcome_side, taker_price, q, 0)
+            yes_price = taker_price if o.outcome_side == "yes" else p
+            records.append(self._record_fill(o, m, q, yes_price, True, 0, tid))
+        return records
+
+    def _cancel_resting(self, m: SimMarket, o: UserOrder) -> int:
+        side = o.outcome_side
+        lv = m.side(side).get(o.own_price)
+        reduced = 0
+        if lv is not None:
+            for e in list(lv.entries):
+                if e.order is o:
+                    reduced = e.qty
+                    self._remove_entry(m, side, o.own_price, e)
+        o.remaining = 0
+        o.status = "canceled"
+        o.updated_ns = self.clock_ns()
+        return reduced
+
+    def cancel(self, user: str, order_id: str) -> tuple[UserOrder, int]:
+        o = self.orders.get(order_id)
+        if o is None or o.user != user:
+            raise OrderError(404, "not_found", "order not found", order_id)
+        if o.status != "resting":
+            raise OrderError(400, "order_not_resting", "order is not resting", o.status)
+        reduced = self._cancel_resting(self.markets[o.ticker], o)
+        return o, reduced
