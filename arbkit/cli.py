@@ -1,28 +1,558 @@
-"""The ``arbkit`` command line. Subcommands are registered as the parts land."""
+"""The ``arbkit`` command line: demo, sim, monitor, replay, sweep, analyze, export."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from arbkit.config._toml import ConfigError
+from arbkit.config.execution_loader import (
+    LIVE_CONFIRM_ENV,
+    ExecutionConfig,
+    apply_overrides,
+    load_execution_config,
+)
+from arbkit.config.loader import load_symbol_map
+from arbkit.model import ConversionError, Mode
+
+DEFAULT_DB = Path("data/arbkit.sqlite")
+KALSHI_ENVIRONMENTS = {
+    "prod": (
+        "https://external-api.kalshi.com/trade-api/v2",
+        "wss://external-api-ws.kalshi.com/trade-api/ws/v2",
+    ),
+    "demo": (
+        "https://external-api.demo.kalshi.co/trade-api/v2",
+        "wss://external-api-ws.demo.kalshi.co/trade-api/ws/v2",
+    ),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="arbkit",
-        description="Cross-venue arbitrage between Kalshi and IBKR ForecastEx binary contracts.",
+class CliError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def _usd(m: int) -> str:
+    return f"${m / 1e6:,.2f}"
+
+
+def _parse_sets(pairs: Sequence[str] | None, flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs or ():
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise CliError(
+                f"{flag} {pair!r}: expected section.key=value, e.g. detector.min_edge_usd=0.02"
+            )
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _execution_config(
+    path: str | None, mode: str | None, sets: Sequence[str] | None
+) -> ExecutionConfig:
+    cfg = load_execution_config(path) if path else ExecutionConfig()
+    overrides = _parse_sets(sets, "--set")
+    if mode is not None:
+        overrides["mode"] = mode
+    return apply_overrides(cfg, overrides) if overrides else cfg
+
+
+# ------------------------------------------------------------------- demo / sim ---
+async def _demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    from arbkit.monitor.arbitrage_monitor import ArbitrageMonitor, IbkrEndpoint, KalshiEndpoint
+    from arbkit.sim.local import LocalVenues
+    from arbkit.ui.terminal import positions_line, render
+
+    console = Console()
+    cfg = _execution_config(args.execution, args.mode, args.set)
+    if cfg.mode is Mode.LIVE:
+        raise CliError(
+            "the demo trades against local simulated venues: use --mode paper or monitor"
+        )
+    data_dir = Path(args.data_dir)
+    venues = LocalVenues(
+        args.symbols, seed=args.seed, updates_per_s=args.rate, data_dir=data_dir / "sim"
     )
-    parser.add_subparsers(dest="command", metavar="COMMAND")
-    return parser
+    info = await venues.start()
+    assert venues.auth is not None
+    monitor = ArbitrageMonitor(
+        venues.symbol_map,
+        cfg,
+        kalshi=KalshiEndpoint(info.kalshi_rest_url, info.kalshi_ws_url, venues.auth),
+        ibkr=IbkrEndpoint(port=info.tws_port, cache_path=data_dir / "sim" / "contracts_cache.json"),
+        db_path=args.db,
+        record_path=args.record,
+    )
+    console.print(
+        f"[bold]arbkit demo[/]: {args.symbols} symbols, mode {cfg.mode.value}, "
+        f"local Kalshi {info.kalshi_rest_url}, local TWS 127.0.0.1:{info.tws_port}, db {args.db}"
+    )
+    started = time.monotonic()
+    try:
+        await monitor.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+        interactive = console.is_terminal and not args.no_ui
+        end = started + args.seconds
+        if interactive:
+            with Live(render(monitor.snapshot()), console=console, refresh_per_second=4) as live:
+                while time.monotonic() < end and not stop.is_set():
+                    await asyncio.sleep(0.25)
+                    live.update(render(monitor.snapshot()))
+        else:
+            next_line = 0.0
+            while time.monotonic() < end and not stop.is_set():
+                await asyncio.sleep(0.25)
+                if time.monotonic() >= next_line:
+                    next_line = time.monotonic() + 5
+                    s = monitor.snapshot()
+                    c = s.counters
+                    ups = " ".join(
+                        f"{v.venue}:{'up' if v.connected else 'DOWN'}" for v in s.venues.values()
+                    )
+                    console.print(
+                        f"t={time.monotonic() - started:5.1f}s ticks={c['ticks']:,} "
+                        f"opportunities={c['opportunities']} executed={c['executed']} "
+                        f"hedged={c['executions_hedged']} pnl={_usd(s.realized_pnl)} "
+                        f"venues={ups}"
+                    )
+        snap = monitor.snapshot()
+    finally:
+        await monitor.stop()
+        await venues.stop()
+    c = snap.counters
+    elapsed = time.monotonic() - started
+    console.print(
+        f"\n[bold]Summary[/] after {elapsed:.0f} s: {c['ticks']:,} ticks, "
+        f"{c['opportunities']} opportunities ({c['executed']} executed, {c['skipped']} skipped), "
+        f"executions done {c['executions_done']}, hedged {c['executions_hedged']}, "
+        f"unhedged {c['executions_unhedged']}; realized PnL {_usd(snap.realized_pnl)}, "
+        f"hedge cost {_usd(snap.hedge_cost)}; kill switch "
+        f"{'ON: ' + snap.kill_reason if snap.kill_switch else 'off'}."
+    )
+    console.print(f"Positions: {positions_line(snap)}")
+    if args.db:
+        console.print(f"Database: {args.db} (try `arbkit analyze --db {args.db}`)")
+    if args.record:
+        console.print(
+            f"Capture: {args.record} "
+            f"(try `arbkit replay {args.record} --symbols {info.symbols_file}`)"
+        )
+    return 0
+
+
+async def _sim(args: argparse.Namespace) -> int:
+    from arbkit.sim.local import LocalVenues
+
+    venues = LocalVenues(
+        args.symbols,
+        seed=args.seed,
+        updates_per_s=args.rate,
+        data_dir=Path(args.data_dir),
+        kalshi_port=args.kalshi_port,
+        tws_port=args.tws_port,
+    )
+    info = await venues.start()
+    print(f"Kalshi REST : {info.kalshi_rest_url}")
+    print(f"Kalshi WS   : {info.kalshi_ws_url}")
+    print(f"Kalshi key  : id {info.kalshi_key_id}  file {info.kalshi_key_file}")
+    print(f"TWS         : {info.tws_host}:{info.tws_port}")
+    print(f"Symbol map  : {info.symbols_file}")
+    print(
+        "Connect with e.g. KALSHI_API_KEY_ID=<id> KALSHI_PRIVATE_KEY_PATH=<file>. Ctrl-C stops.",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        if args.seconds:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.seconds)
+        else:
+            await stop.wait()
+    finally:
+        await venues.stop()
+    return 0
+
+
+# --------------------------------------------------------------------- monitor ---
+async def _monitor(args: argparse.Namespace) -> int:
+    from arbkit.gateways.kalshi_auth import KalshiAuth
+    from arbkit.monitor.arbitrage_monitor import (
+        ArbitrageMonitor,
+        IbkrEndpoint,
+        KalshiEndpoint,
+        LiveNotConfirmed,
+    )
+    from arbkit.ui.terminal import render
+
+    symbols = load_symbol_map(args.symbols)
+    cfg = _execution_config(args.execution, None, args.set)
+    if args.kalshi_env in KALSHI_ENVIRONMENTS:
+        rest, ws = KALSHI_ENVIRONMENTS[args.kalshi_env]
+    else:
+        rest, ws = args.kalshi_rest, args.kalshi_ws
+        if not rest or not ws:
+            raise CliError("--kalshi-env custom needs --kalshi-rest and --kalshi-ws")
+    try:
+        auth = KalshiAuth.from_env()
+    except Exception as exc:
+        raise CliError(
+            f"Kalshi credentials: {exc}. Set KALSHI_API_KEY_ID and KALSHI_PRIVATE_KEY_PATH "
+            "(or KALSHI_PRIVATE_KEY with the PEM text)."
+        ) from None
+    monitor = ArbitrageMonitor(
+        symbols,
+        cfg,
+        kalshi=KalshiEndpoint(rest, ws, auth),
+        ibkr=IbkrEndpoint(args.ibkr_host, args.ibkr_port, args.ibkr_client_id, args.ibkr_account),
+        db_path=args.db,
+        record_path=args.record,
+        confirm_live=args.confirm_live,
+    )
+    try:
+        await monitor.start()
+    except LiveNotConfirmed as exc:
+        raise CliError(str(exc)) from None
+    from rich.console import Console
+    from rich.live import Live
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        with Live(render(monitor.snapshot()), console=Console(), refresh_per_second=4) as live:
+            deadline = time.monotonic() + args.seconds if args.seconds else None
+            while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                await asyncio.sleep(0.25)
+                live.update(render(monitor.snapshot()))
+    finally:
+        await monitor.stop()
+    return 0
+
+
+# ------------------------------------------------------------------ replay/sweep ---
+def _replay(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from arbkit.analysis.replay import prepare_file, replay
+
+    symbols = load_symbol_map(args.symbols)
+    cfg = _execution_config(args.execution, args.mode, args.set)  # never live: paper or monitor
+    t0 = time.perf_counter()
+    prepared = prepare_file(args.capture, symbols)
+    t1 = time.perf_counter()
+
+    async def run() -> Any:
+        from arbkit.storage.database import Database, DatabaseWriter
+
+        bar = tqdm(total=len(prepared.batches), unit="msg", disable=args.quiet, desc="replay")
+        last = [0]
+
+        def progress(i: int) -> None:
+            bar.update(i - last[0])
+            last[0] = i
+
+        if args.db is None:
+            res = await replay(prepared, symbols, cfg, progress=progress)
+        else:
+            async with Database(args.db) as db:
+                writer = DatabaseWriter(db)
+                writer.start()
+                try:
+                    res = await replay(
+                        prepared,
+                        symbols,
+                        cfg,
+                        journal=db,
+                        on_decision=lambda o, d, r, e: writer.opportunity(o, cfg.mode, d, r, e),
+                        on_spread=writer.spread,
+                        progress=progress,
+                    )
+                finally:
+                    await writer.stop()
+        bar.update(len(prepared.batches) - last[0])
+        bar.close()
+        return res
+
+    res = asyncio.run(run())
+    t2 = time.perf_counter()
+    print(
+        f"{prepared.events:,} events ({prepared.bad_frames} bad frames) parsed in {t1 - t0:.2f} s, "
+        f"replayed in {t2 - t1:.2f} s "
+        f"({prepared.events / max(t2 - t0, 1e-9):,.0f} events/s overall)"
+    )
+    print(
+        f"opportunities {res.opportunities}, executed {res.executed} (done {res.executions_done}, "
+        f"hedged {res.executions_hedged}, unhedged {res.executions_unhedged}), contracts filled "
+        f"{res.contracts_filled}, realized PnL {_usd(res.realized_pnl)}, "
+        f"hedge cost {_usd(res.hedge_cost)}, "
+        f"max exposure {_usd(res.max_exposure)}"
+    )
+    if args.db:
+        print(f"rows written to {args.db}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from arbkit.analysis.replay import parse_grid, prepare_file, sweep, write_table
+
+    symbols = load_symbol_map(args.symbols)
+    cfg = _execution_config(args.execution, "paper", args.set)
+    try:
+        grid = parse_grid(args.grid)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    t0 = time.perf_counter()
+    prepared = prepare_file(args.capture, symbols)
+    n = 1
+    for v in grid.values():
+        n *= len(v)
+    bar = tqdm(total=n, unit="combo", desc="sweep", disable=args.quiet)
+
+    def tick(i: int, total: int) -> None:
+        bar.update(1)
+
+    rows = sweep(prepared, symbols, cfg, grid, jobs=args.jobs, progress=tick)
+    bar.close()
+    out = Path(args.out) if args.out else Path("data/sweeps") / f"sweep-{int(time.time())}.csv"
+    write_table(rows, out)
+    print(
+        f"{len(rows)} combinations over {prepared.events:,} events "
+        f"in {time.perf_counter() - t0:.1f} s → {out}"
+    )
+    best = sorted(rows, key=lambda r: -r.result.realized_pnl)[:5]
+    for r in best:
+        res = r.result
+        print(
+            f"  PnL {_usd(res.realized_pnl):>12}  opps {res.opportunities:>5}  "
+            f"executed {res.executed:>4}  "
+            f"hedge {_usd(res.hedge_cost):>9}  max exposure {_usd(res.max_exposure):>10}  "
+            + " ".join(f"{k}={v}" for k, v in r.params.items())
+        )
+    return 0
+
+
+# --------------------------------------------------------------- analyze/export ---
+def _analyze(args: argparse.Namespace) -> int:
+    db = Path(args.db)
+    if not db.is_file():
+        raise CliError(f"{db}: database not found; run `arbkit demo` first or pass --db PATH")
+
+    async def run() -> Any:
+        from arbkit.storage.database import Database
+
+        async with Database(db) as d:
+            return await d.summary()
+
+    print(asyncio.run(run()))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    raise CliError("export lands with the analysis module")
+
+
+# ---------------------------------------------------------------------- parser ---
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="arbkit",
+        description=(
+            "Find and trade cross-venue arbitrage between Kalshi and IBKR ForecastEx binary "
+            "contracts. Start with `arbkit demo`: it runs everything against local simulated "
+            "venues."
+        ),
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log more (to stderr)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser(
+        "demo",
+        help="run the whole kit against local simulated venues (no accounts needed)",
+        description="Start a local Kalshi exchange and a local TWS driven by a market model, "
+        "connect the monitor through the real gateways, paper-trade, and show it live.",
+    )
+    d.add_argument("--seconds", type=float, default=30, help="how long to run (default 30)")
+    d.add_argument(
+        "--symbols", type=int, default=6, help="number of simulated questions (default 6)"
+    )
+    d.add_argument(
+        "--mode",
+        choices=["paper", "monitor"],
+        default="paper",
+        help="paper-trade (default) or only log",
+    )
+    d.add_argument(
+        "--db", default=str(DEFAULT_DB), help=f"SQLite database to write (default {DEFAULT_DB})"
+    )
+    d.add_argument(
+        "--record",
+        default=None,
+        help="also record every raw venue message to this capture file (.jsonl or .jsonl.gz)",
+    )
+    d.add_argument("--execution", default=None, help="execution config TOML (defaults otherwise)")
+    d.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. detector.min_edge_usd=0.02",
+    )
+    d.add_argument("--seed", type=int, default=7, help="market model seed (same seed, same market)")
+    d.add_argument(
+        "--rate", type=float, default=300, help="book updates per second across both venues"
+    )
+    d.add_argument("--data-dir", default="data", help="where the demo key and symbol map go")
+    d.add_argument(
+        "--no-ui", action="store_true", help="print progress lines instead of the live view"
+    )
+
+    s = sub.add_parser("sim", help="run the local venues alone, for notebooks or `arbkit monitor`")
+    s.add_argument("--symbols", type=int, default=6)
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--rate", type=float, default=300)
+    s.add_argument("--kalshi-port", type=int, default=0, help="0 picks a free port")
+    s.add_argument("--tws-port", type=int, default=0, help="0 picks a free port")
+    s.add_argument(
+        "--data-dir", default="data/sim", help="where the key file and symbol map are written"
+    )
+    s.add_argument(
+        "--seconds", type=float, default=0, help="stop after this long (default: until Ctrl-C)"
+    )
+
+    m = sub.add_parser(
+        "monitor",
+        help="watch (and, if configured, trade) the real venues",
+        description="Connect to Kalshi and to TWS / IB Gateway. Credentials come from "
+        "KALSHI_API_KEY_ID and "
+        f'KALSHI_PRIVATE_KEY_PATH. Live trading needs mode = "live" in the execution config AND '
+        f"--confirm-live (or {LIVE_CONFIRM_ENV}).",
+    )
+    m.add_argument("--symbols", required=True, help="symbol map TOML")
+    m.add_argument("--execution", required=True, help="execution config TOML")
+    m.add_argument("--record", default=None, help="record raw venue messages to this capture file")
+    m.add_argument("--db", default=str(DEFAULT_DB))
+    m.add_argument(
+        "--confirm-live",
+        action="store_true",
+        help='confirm live trading when the config says mode = "live"',
+    )
+    m.add_argument("--set", action="append", metavar="KEY=VALUE")
+    m.add_argument(
+        "--kalshi-env",
+        choices=["prod", "demo", "custom"],
+        default="demo",
+        help="Kalshi environment (default demo)",
+    )
+    m.add_argument("--kalshi-rest", default=None, help="REST base URL for --kalshi-env custom")
+    m.add_argument("--kalshi-ws", default=None, help="WebSocket URL for --kalshi-env custom")
+    m.add_argument("--ibkr-host", default="127.0.0.1")
+    m.add_argument(
+        "--ibkr-port",
+        type=int,
+        default=7497,
+        help="TWS paper 7497 (live 7496); IB Gateway paper 4002 (live 4001)",
+    )
+    m.add_argument("--ibkr-client-id", type=int, default=1)
+    m.add_argument("--ibkr-account", default=None)
+    m.add_argument(
+        "--seconds", type=float, default=0, help="stop after this long (default: until Ctrl-C)"
+    )
+
+    r = sub.add_parser("replay", help="feed a capture through the detector and paper executor")
+    r.add_argument("capture", help="capture file (.jsonl or .jsonl.gz)")
+    r.add_argument("--symbols", required=True, help="symbol map TOML used when recording")
+    r.add_argument("--execution", default=None, help="execution config TOML (defaults otherwise)")
+    r.add_argument("--db", default=None, help="also write the rows to this SQLite database")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    r.add_argument(
+        "--mode",
+        choices=["paper", "monitor"],
+        default="paper",
+        help="paper-fill (default) or only log",
+    )
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    w = sub.add_parser("sweep", help="replay a capture over a parameter grid in parallel")
+    w.add_argument("capture")
+    w.add_argument("--symbols", required=True)
+    w.add_argument("--execution", default=None)
+    w.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="KEY=V1,V2,...",
+        help="e.g. detector.min_edge_usd=0.005,0.01,0.02",
+    )
+    w.add_argument("--set", action="append", metavar="KEY=VALUE")
+    w.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
+    w.add_argument(
+        "--out", default=None, help="result table (.csv or .parquet); default data/sweeps/"
+    )
+    w.add_argument("--quiet", action="store_true")
+
+    a = sub.add_parser("analyze", help="summarise the database with DuckDB")
+    a.add_argument("--db", default=str(DEFAULT_DB))
+
+    e = sub.add_parser("export", help="export the database for large-history analysis")
+    e.add_argument("format", choices=["parquet"])
+    e.add_argument("--db", default=str(DEFAULT_DB))
+    e.add_argument("--out", default="data/exports", help="output directory (default data/exports)")
+    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+    try:
+        if args.command == "demo":
+            return asyncio.run(_demo(args))
+        if args.command == "sim":
+            return asyncio.run(_sim(args))
+        if args.command == "monitor":
+            return asyncio.run(_monitor(args))
+        if args.command == "replay":
+            return _replay(args)
+        if args.command == "sweep":
+            return _sweep(args)
+        if args.command == "analyze":
+            return _analyze(args)
+        if args.command == "export":
+            return _export(args)
+    except (CliError, ConfigError, ConversionError, FileNotFoundError) as exc:
+        print(f"arbkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    parser.print_help()
+    return 2
 
 
 if __name__ == "__main__":

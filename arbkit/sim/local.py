@@ -1,0 +1,163 @@
+"""Both local venues plus the market model, ready for the monitor to connect to.
+
+Used by ``arbkit demo``, ``arbkit sim``, the notebooks' default and the tests. Everything
+goes over real loopback sockets with real signatures: a fresh RSA key pair is generated
+at start (the private key written 0600 under ``data_dir``), its public half registered
+with the local Kalshi exchange, exactly as with a real Kalshi API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from arbkit.config.loader import SymbolMap
+from arbkit.gateways.kalshi_auth import KalshiAuth, generate_key_pair
+from arbkit.model import Money
+from arbkit.sim.kalshi_exchange import KalshiExchange
+from arbkit.sim.market_model import DriveStats, MarketModel, SimUniverse, drive, generate_universe
+from arbkit.sim.tws_server import TwsServer
+
+
+@dataclass(slots=True)
+class LocalVenuesInfo:
+    kalshi_rest_url: str
+    kalshi_ws_url: str
+    kalshi_key_id: str
+    kalshi_key_file: Path
+    tws_host: str
+    tws_port: int
+    symbols_file: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class LocalVenues:
+    def __init__(
+        self,
+        n_symbols: int = 6,
+        *,
+        seed: int = 7,
+        updates_per_s: float = 300.0,
+        dislocation_rate_per_min: float = 4.0,
+        data_dir: str | Path | None = None,
+        kalshi_port: int = 0,
+        tws_port: int = 0,
+        tws_server_version: int = 178,
+        starting_balance_usd: Money = Money(100_000 * 1_000_000),
+        drive_market: bool = True,
+    ) -> None:
+        self.n_symbols = n_symbols
+        self.seed = seed
+        self.updates_per_s = updates_per_s
+        self.dislocation_rate_per_min = dislocation_rate_per_min
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if data_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="arbkit-sim-")
+            data_dir = self._tmp.name
+        self.data_dir = Path(data_dir)
+        self.kalshi_port = kalshi_port
+        self.tws_port = tws_port
+        self.tws_server_version = tws_server_version
+        self.starting_balance = starting_balance_usd
+        self.drive_market = drive_market
+        self.universe: SimUniverse = generate_universe(n_symbols, seed)
+        self.model = MarketModel(
+            self.universe,
+            seed=seed,
+            updates_per_s=updates_per_s,
+            dislocation_rate_per_min=dislocation_rate_per_min,
+        )
+        self.exchange: KalshiExchange | None = None
+        self.tws: TwsServer | None = None
+        self.auth: KalshiAuth | None = None
+        self.info: LocalVenuesInfo | None = None
+        self.stats: DriveStats | None = None
+        self._stop = asyncio.Event()
+        self._driver: asyncio.Task[DriveStats] | None = None
+
+    @property
+    def symbol_map(self) -> SymbolMap:
+        return self.universe.symbol_map
+
+    async def start(self) -> LocalVenuesInfo:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key_id = str(uuid.uuid4())
+        key_file = self.data_dir / "kalshi-demo-key.pem"
+        private, public_pem = generate_key_pair(key_file)
+        self.auth = KalshiAuth(key_id, private)
+        self.exchange = KalshiExchange(port=self.kalshi_port)
+        await self.exchange.start()
+        self.exchange.register_key(key_id, public_pem)
+        self.exchange.fund(key_id, self.starting_balance)
+        self.tws = TwsServer(
+            port=self.tws_port,
+            server_version=self.tws_server_version,
+            starting_cash_usd=self.starting_balance,
+        )
+        await self.tws.start()
+        for m in self.universe.markets:
+            self.exchange.add_market(
+                m.kalshi_ticker,
+                series=m.kalshi_series,
+                event_ticker=m.kalshi_event_ticker,
+                close_time=m.close_ts_ns // 1_000_000_000,
+                open_time=m.open_ts_ns // 1_000_000_000,
+                title=m.kalshi_title,
+            )
+            self.tws.add_market(
+                m.fx_pair_id,
+                symbol=m.fx_symbol,
+                last_trade_date=m.last_trade_date,
+                strike=m.strike,
+                yes_con_id=m.yes_con_id,
+                no_con_id=m.no_con_id,
+                under_con_id=m.under_con_id,
+                real_expiration_date=m.real_expiration_date,
+                long_name=m.fx_long_name,
+            )
+        symbols_file = self.data_dir / "symbols.toml"
+        self.universe.write_symbol_map(symbols_file)
+        if not self.drive_market:  # drive() publishes the initial books itself
+            for u in self.model.initial_books():
+                sink = self.exchange if u.venue.value == "kalshi" else self.tws
+                sink.set_bids(u.market, u.outcome, u.levels)
+        else:
+            self._stop.clear()
+            self._driver = asyncio.create_task(
+                drive(self.model, self.exchange, self.tws, stop=self._stop), name="arbkit-market"
+            )
+        self.info = LocalVenuesInfo(
+            self.exchange.rest_url,
+            self.exchange.ws_url,
+            key_id,
+            key_file,
+            "127.0.0.1",
+            self.tws.port,
+            symbols_file,
+        )
+        return self.info
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._driver is not None:
+            with contextlib.suppress(Exception):
+                self.stats = await asyncio.wait_for(self._driver, 5)
+            self._driver = None
+        if self.tws is not None:
+            await self.tws.stop()
+        if self.exchange is not None:
+            await self.exchange.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    async def __aenter__(self) -> LocalVenues:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
