@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint venv clean
+.PHONY: test lint venv clean demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check arbkit tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+demo: $(STAMP)
+	$(VENV)/bin/arbkit demo $(DEMO_ARGS)
 
 test: lint
 	$(VENV)/bin/pytest -q -m 'not slow'
