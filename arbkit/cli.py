@@ -84,7 +84,11 @@ async def _demo(args: argparse.Namespace) -> int:
         )
     data_dir = Path(args.data_dir)
     venues = LocalVenues(
-        args.symbols, seed=args.seed, updates_per_s=args.rate, data_dir=data_dir / "sim"
+        args.symbols,
+        seed=args.seed,
+        updates_per_s=args.rate,
+        dislocation_rate_per_min=args.dislocations_per_min,
+        data_dir=data_dir / "sim",
     )
     info = await venues.start()
     assert venues.auth is not None
@@ -302,7 +306,8 @@ def _replay(args: argparse.Namespace) -> int:
         f"({prepared.events / max(t2 - t0, 1e-9):,.0f} events/s overall)"
     )
     print(
-        f"opportunities {res.opportunities}, executed {res.executed} (done {res.executions_done}, "
+        f"opportunity episodes {res.episodes} (seen {res.opportunities} times), "
+        f"executed {res.executed} (done {res.executions_done}, "
         f"hedged {res.executions_hedged}, unhedged {res.executions_unhedged}), contracts filled "
         f"{res.contracts_filled}, realized PnL {_usd(res.realized_pnl)}, "
         f"hedge cost {_usd(res.hedge_cost)}, "
@@ -421,6 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=7, help="market model seed (same seed, same market)")
     d.add_argument(
         "--rate", type=float, default=300, help="book updates per second across both venues"
+    )
+    d.add_argument(
+        "--dislocations-per-min",
+        type=float,
+        default=4.0,
+        help="how often, per symbol, one venue dislocates from the other (default 4)",
     )
     d.add_argument("--data-dir", default="data", help="where the demo key and symbol map go")
     d.add_argument(

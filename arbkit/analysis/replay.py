@@ -95,7 +95,9 @@ def prepare_file(path: str | Path, symbol_map: SymbolMap, **kw: Any) -> Prepared
 class ReplayResult:
     events: int = 0
     batches: int = 0
-    opportunities: int = 0  # decisions taken (episode starts and re-decisions)
+    opportunities: int = 0  # times the detector found one (monotone in every threshold)
+    episodes: int = 0  # distinct opportunity episodes (starts)
+    decisions_taken: int = 0  # episode starts + re-decisions handed to the executor
     executed: int = 0
     executions_done: int = 0
     executions_hedged: int = 0
@@ -107,6 +109,8 @@ class ReplayResult:
     max_exposure: Money = Money(0)
     episodes_ended: int = 0
     decisions: list[tuple[int, str, str, int, int]] = field(default_factory=list)
+    starts: list[tuple[int, str, str, int, int, int, int]] = field(default_factory=list)
+    observed: set[tuple[str, str, int, int, int, int]] = field(default_factory=set)
     executions: list[tuple[str, str, int, int, int]] = field(default_factory=list)
 
 
@@ -133,6 +137,7 @@ async def replay(
     on_spread: Callable[[Any], object] | None = None,
     spread_interval_ms: int = 1_000,
     progress: Callable[[int], None] | None = None,
+    collect_observations: bool = False,
 ) -> ReplayResult:
     """Replay prepared batches; ``mode`` monitor only logs, paper/live both paper-fill."""
     clock = _Clock()
@@ -180,12 +185,38 @@ async def replay(
         out = pipe.on_ticks(ticks, t)
         res.batches += 1
         res.episodes_ended += len(out.ended)
+        res.opportunities += out.found
+        res.episodes += len(out.started)
+        for o in out.started:
+            res.starts.append(
+                (
+                    t,
+                    o.symbol,
+                    o.combo,
+                    o.contracts,
+                    o.expected_profit,
+                    o.kalshi.limit_price,
+                    o.ibkr.limit_price,
+                )
+            )
         if on_spread is not None and t >= next_spread:
             next_spread = t + interval
             for sym in symbols:
                 on_spread(pipe.spread(sym, t))
+        if collect_observations:
+            for o in pipe.last_found:
+                res.observed.add(
+                    (
+                        o.symbol,
+                        o.combo,
+                        o.contracts,
+                        o.expected_profit,
+                        o.kalshi.limit_price,
+                        o.ibkr.limit_price,
+                    )
+                )
         for opp in out.decide:
-            res.opportunities += 1
+            res.decisions_taken += 1
             got = ex.begin(opp)
             if isinstance(got, Decision):
                 decision = "logged" if mode is Mode.MONITOR else "skipped"
@@ -230,6 +261,7 @@ _SWEEP_CTX: tuple[SymbolMap, ExecutionConfig] | None = None
 SWEEP_COLUMNS = (
     "combination",
     "opportunities",
+    "episodes",
     "executed",
     "contracts_filled",
     "realized_pnl_usd",
@@ -252,6 +284,7 @@ class SweepRow:
         d.update(
             combination=" ".join(f"{k}={v}" for k, v in self.params.items()),
             opportunities=r.opportunities,
+            episodes=r.episodes,
             executed=r.executed,
             contracts_filled=r.contracts_filled,
             realized_pnl_usd=f"{r.realized_pnl / 1e6:.6f}",

@@ -50,8 +50,10 @@ class PipelineResult:
     """What one batch of ticks produced: opportunities to decide on, episodes ended."""
 
     decide: list[Opportunity] = field(default_factory=list)
+    started: list[Opportunity] = field(default_factory=list)  # the subset of decide that is new
     ended: list[EpisodeEnd] = field(default_factory=list)
     evaluated: int = 0
+    found: int = 0  # (symbol, combo) evaluations that found an opportunity
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,7 @@ class DetectionPipeline:
         self.ticks = 0
         self.evaluations = 0
         self.opportunities_seen = 0
+        self.last_found: list[Opportunity] = []  # every opportunity found by the last call
 
     # Parameters may change at run time (notebook sliders); the next evaluation uses them.
     def set_detector_params(self, params: DetectorParams) -> None:
@@ -114,6 +117,7 @@ class DetectionPipeline:
                 dirty.append(b)
         self.ticks += n
         res = PipelineResult()
+        self.last_found.clear()
         if self.paused:
             return res
         for b in dirty:
@@ -132,6 +136,8 @@ class DetectionPipeline:
         self.evaluations += 1
         res.evaluated += 1
         found = {o.combo: o for o in self.detector.evaluate(b, now_ns, self.venue_alive_ns)}
+        res.found += len(found)
+        self.last_found.extend(found.values())
         for combo in b.combos:
             key = (b.symbol, combo.label)
             ep = self.episodes.get(key)
@@ -149,6 +155,7 @@ class DetectionPipeline:
                 self.opportunities_seen += 1
                 self.episodes[key] = Episode(b.symbol, combo.label, now_ns, now_ns, now_ns, opp)
                 res.decide.append(opp)
+                res.started.append(opp)
                 continue
             ep.last_seen_ns = now_ns
             ep.evaluations += 1

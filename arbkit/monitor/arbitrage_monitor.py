@@ -158,6 +158,7 @@ class ArbitrageMonitor:
         self.recent_opportunities: deque[OpportunityView] = deque(maxlen=200)
         self.recent_executions: deque[ExecutionRecord] = deque(maxlen=200)
         self.episode_durations_ms: deque[float] = deque(maxlen=10_000)
+        self.episode_starts: deque[Opportunity] = deque(maxlen=10_000)
         self.db: Database | None = None
         self.writer: DatabaseWriter | None = None
         self.capture: CaptureWriter | None = None
@@ -354,6 +355,7 @@ class ArbitrageMonitor:
                 self.latency.add("receive_to_tick", now - ticks[0].recv_ts_ns)
             if res.evaluated:
                 self.latency.add("tick_to_decision", done - now)
+            self.episode_starts.extend(res.started)
             for opp in res.decide:
                 self._decide(opp)
             for end in res.ended:
@@ -456,6 +458,9 @@ class ArbitrageMonitor:
                 if alive:
                     self.pipeline.mark_alive(venue, now)
             res = self.pipeline.reevaluate_all(now)
+            self.episode_starts.extend(res.started)
+            for opp in res.decide:
+                self._decide(opp)
             for end in res.ended:
                 self._episode_end(end)
 

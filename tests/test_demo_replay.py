@@ -1,0 +1,142 @@
+"""Issue 6 end to end: the demo on local venues, record → replay determinism, sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from arbkit.analysis.replay import prepare_file, replay, sweep
+from arbkit.cli import main
+from arbkit.config.execution_loader import ExecutionConfig
+from arbkit.config.loader import load_symbol_map
+from arbkit.model import Mode
+
+TABLES = ("opportunities", "spreads", "arb_executions", "executions", "positions")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("demo")
+    db, cap = d / "demo.sqlite", d / "capture.jsonl.gz"
+    rc = main(
+        [
+            "demo",
+            "--seconds", "12",
+            "--symbols", "6",
+            "--no-ui",
+            "--db", str(db),
+            "--record", str(cap),
+            "--data-dir", str(d / "data"),
+            "--dislocations-per-min", "20",
+            "--seed", "3",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    return {"db": db, "capture": cap, "symbols": d / "data" / "sim" / "symbols.toml"}
+
+
+def _rows(db: Path, table: str) -> list[tuple[object, ...]]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+    finally:
+        con.close()
+
+
+def test_demo_fills_all_tables(demo_run: dict[str, Path]) -> None:
+    counts = {t: len(_rows(demo_run["db"], t)) for t in TABLES}
+    assert all(counts.values()), counts
+    con = sqlite3.connect(demo_run["db"])
+    executed = con.execute(
+        "SELECT count(*) FROM opportunities WHERE decision='executed'"
+    ).fetchone()
+    states = dict(con.execute("SELECT state, count(*) FROM arb_executions GROUP BY state"))
+    con.close()
+    assert executed is not None and executed[0] > 0
+    assert set(states) <= {"done", "hedged"}, states  # paper: nothing left unhedged
+    assert demo_run["capture"].stat().st_size > 0
+
+
+def _replay_db(demo: dict[str, Path], out: Path) -> int:
+    return main(
+        [
+            "replay", str(demo["capture"]),
+            "--symbols", str(demo["symbols"]),
+            "--db", str(out),
+            "--quiet",
+        ]
+    )  # fmt: skip
+
+
+def test_replay_is_deterministic(demo_run: dict[str, Path], tmp_path: Path) -> None:
+    a, b = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    assert _replay_db(demo_run, a) == 0
+    assert _replay_db(demo_run, b) == 0
+    for table in ("opportunities", "spreads", "arb_executions", "executions", "positions"):
+        assert _rows(a, table) == _rows(b, table), table
+    assert _rows(a, "opportunities"), "the replay found the demo's opportunities"
+    assert _rows(a, "arb_executions")
+
+
+def test_replay_agrees_with_live_detection(demo_run: dict[str, Path]) -> None:
+    symbols = load_symbol_map(demo_run["symbols"])
+    prepared = prepare_file(demo_run["capture"], symbols)
+    res = asyncio.run(
+        replay(prepared, symbols, ExecutionConfig(mode=Mode.PAPER), collect_observations=True)
+    )
+    con = sqlite3.connect(demo_run["db"])
+    live = con.execute(
+        "SELECT symbol, combo, size_e2 / 100, expected_profit_e6, kalshi_limit_price_e4, "
+        "ibkr_limit_price_e4 FROM opportunities"
+    ).fetchall()
+    con.close()
+    assert live
+    missing = [row for row in live if tuple(row) not in res.observed]
+    assert not missing, f"live detections the replay did not reproduce: {missing[:5]}"
+
+
+def test_sweep_one_row_per_combination_and_monotone(demo_run: dict[str, Path]) -> None:
+    symbols = load_symbol_map(demo_run["symbols"])
+    prepared = prepare_file(demo_run["capture"], symbols)
+    grid = {
+        "detector.min_edge_usd": ["0", "0.01", "0.03", "0.06"],
+        "detector.max_contracts_per_trade": ["5", "50"],
+    }
+    rows = sweep(prepared, symbols, ExecutionConfig(mode=Mode.PAPER), grid, jobs=2)
+    assert len(rows) == 8
+    assert {tuple(r.params.values()) for r in rows} == {
+        (e, m)
+        for e in grid["detector.min_edge_usd"]
+        for m in grid["detector.max_contracts_per_trade"]
+    }
+    for m in grid["detector.max_contracts_per_trade"]:
+        by_edge = [
+            r.result.opportunities
+            for e in grid["detector.min_edge_usd"]
+            for r in rows
+            if r.params == {"detector.min_edge_usd": e, "detector.max_contracts_per_trade": m}
+        ]
+        assert by_edge == sorted(by_edge, reverse=True), by_edge
+    assert rows[0].result.opportunities > 0
+
+
+def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["replay", str(tmp_path / "nope.jsonl"), "--symbols", str(tmp_path / "s.toml")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "s.toml" in err and "not found" in err
+    bad = tmp_path / "e.toml"
+    bad.write_text("[detector]\nmin_edge_usd = 'lots'\n")
+    sym = Path(__file__).resolve().parent.parent / "arbkit" / "examples" / "symbols.toml"
+    assert (
+        main(["sweep", "x.jsonl", "--symbols", str(sym), "--execution", str(bad), "--grid", "a=1"])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "e.toml" in err and "detector.min_edge_usd" in err
+    assert main(["analyze", "--db", str(tmp_path / "missing.sqlite")]) == 2
+    assert "arbkit demo" in capsys.readouterr().err
