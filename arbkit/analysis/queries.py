@@ -37,9 +37,23 @@ class Query:
     params: Mapping[str, ParamValue] = field(default_factory=dict)  # defaults
 
 
-# Kalshi side of each spread cost column; the ForecastEx leg is the outcome that pays when
-# the other Kalshi side pays (orientation applied by the pipeline, not stored per row).
-_SPREAD_COMBOS = "kalshi_yes, kalshi_no"
+# Samples per (symbol, combo, exact cost): the one pass over ``spreads`` that both cost
+# queries share. combo names the Kalshi side; the ForecastEx leg is the outcome that pays
+# when the other Kalshi side pays (orientation applied by the pipeline, not stored per
+# row). MATERIALIZED: a SQLite file is read once for both columns (its scan is the cost);
+# over Parquet, reading each column where it is used is cheaper (see Analysis._sql).
+_SCAN_ONCE = "s AS MATERIALIZED ("
+_COST_COUNTS = f"""
+        {_SCAN_ONCE}
+            SELECT symbol, cost_kalshi_yes_e4 AS kalshi_yes, cost_kalshi_no_e4 AS kalshi_no
+            FROM v_spreads
+        ), counts AS (
+            SELECT symbol, 'kalshi_yes' AS combo, kalshi_yes AS cost_e4, count(*) AS n
+            FROM s WHERE kalshi_yes IS NOT NULL GROUP BY ALL
+            UNION ALL
+            SELECT symbol, 'kalshi_no' AS combo, kalshi_no AS cost_e4, count(*) AS n
+            FROM s WHERE kalshi_no IS NOT NULL GROUP BY ALL
+        )"""
 _TERMINAL = "('done', 'hedged', 'unhedged', 'failed')"
 LATENCY_STAGES = (
     "detect_to_decide_ms",
@@ -62,22 +76,22 @@ def _usd_e4(expr_e4: str) -> str:
     return f"CAST({expr_e4} AS DECIMAL(38, 0)) * 0.0001"
 
 
+def _pct(p: int) -> str:
+    """Nearest-rank p-th percentile over ``c`` (cum = running count, integer arithmetic)."""
+    return _usd_e4(f"min(cost_e4) FILTER (WHERE cum * 100 >= {p} * total)")
+
+
 _QUERIES = (
     Query(
         "cost_to_arb_distribution",
         "Cost to buy both sides (before fees): how often each price occurred",
         f"""
-        WITH c AS (
-            UNPIVOT (
-                SELECT symbol, cost_kalshi_yes_e4 AS kalshi_yes, cost_kalshi_no_e4 AS kalshi_no
-                FROM v_spreads
-            ) ON {_SPREAD_COMBOS} INTO NAME combo VALUE cost_e4
-        ), b AS (
+        WITH {_COST_COUNTS}, b AS (
             SELECT symbol, combo,
                    cost_e4 // ($bucket_cents::BIGINT * 100) * ($bucket_cents::BIGINT * 100)
                        AS bucket_e4,
-                   count(*) AS samples
-            FROM c GROUP BY ALL
+                   sum(n)::BIGINT AS samples
+            FROM counts GROUP BY ALL
         )
         SELECT symbol, combo,
                {_usd_e4("bucket_e4")} AS cost_usd,
@@ -91,25 +105,30 @@ _QUERIES = (
         {"bucket_cents": 1},
     ),
     Query(
+        # Nearest-rank percentiles (the smallest cost with at least p% of samples at or
+        # below it), exact, computed from the per-price counts: no sort of the raw rows.
         "cost_to_arb_percentiles",
         "Cost to buy both sides (before fees): percentiles and time below $1",
         f"""
-        WITH c AS (
-            UNPIVOT (
-                SELECT symbol, cost_kalshi_yes_e4 AS kalshi_yes, cost_kalshi_no_e4 AS kalshi_no
-                FROM v_spreads
-            ) ON {_SPREAD_COMBOS} INTO NAME combo VALUE cost_e4
+        WITH {_COST_COUNTS}, c AS (
+            SELECT *,
+                   sum(n) OVER (PARTITION BY symbol, combo ORDER BY cost_e4
+                                ROWS UNBOUNDED PRECEDING) AS cum,
+                   sum(n) OVER (PARTITION BY symbol, combo) AS total
+            FROM counts
         )
-        SELECT symbol, combo, count(*) AS samples,
+        SELECT symbol, combo, sum(n)::BIGINT AS samples,
                {_usd_e4("min(cost_e4)")} AS min_usd,
-               {_usd_e4("quantile_disc(cost_e4, 0.05)")} AS p05_usd,
-               {_usd_e4("quantile_disc(cost_e4, 0.25)")} AS p25_usd,
-               {_usd_e4("quantile_disc(cost_e4, 0.5)")} AS p50_usd,
-               {_usd_e4("quantile_disc(cost_e4, 0.75)")} AS p75_usd,
-               {_usd_e4("quantile_disc(cost_e4, 0.95)")} AS p95_usd,
+               {_pct(5)} AS p05_usd,
+               {_pct(25)} AS p25_usd,
+               {_pct(50)} AS p50_usd,
+               {_pct(75)} AS p75_usd,
+               {_pct(95)} AS p95_usd,
                {_usd_e4("max(cost_e4)")} AS max_usd,
-               count(*) FILTER (WHERE cost_e4 < 10000) AS samples_below_one_dollar,
-               count(*) FILTER (WHERE cost_e4 < 10000) / count(*) AS share_below_one_dollar
+               coalesce(sum(n) FILTER (WHERE cost_e4 < 10000), 0)::BIGINT
+                   AS samples_below_one_dollar,
+               coalesce(sum(n) FILTER (WHERE cost_e4 < 10000), 0) / sum(n)
+                   AS share_below_one_dollar
         FROM c GROUP BY ALL
         ORDER BY symbol, combo
         """,
@@ -124,8 +143,8 @@ _QUERIES = (
                count(*) FILTER (WHERE decision = 'skipped') AS skipped,
                count(*) FILTER (WHERE decision = 'logged') AS logged,
                {_usd("round(avg(net_edge_per_contract_e6))")} AS mean_net_edge_usd,
-               max(net_edge_per_contract_usd) AS max_net_edge_usd,
-               sum(expected_profit_usd) AS expected_profit_usd
+               {_usd("max(net_edge_per_contract_e6)")} AS max_net_edge_usd,
+               {_usd("sum(expected_profit_e6)")} AS expected_profit_usd
         FROM v_opportunities
         GROUP BY ALL
         ORDER BY hour, symbol
@@ -172,10 +191,11 @@ _QUERIES = (
         "fee_drag",
         "Edge lost to fees: gross edge vs net edge",
         f"""
-        SELECT symbol, combo, count(*) AS detections, sum(size) AS contracts,
+        SELECT symbol, combo, count(*) AS detections,
+               CAST(sum(size_e2) AS DECIMAL(38, 0)) * 0.01 AS contracts,
                {_usd("sum(size_e2 * 10000 - gross_cost_e6)")} AS gross_edge_usd,
-               sum(total_fees_usd) AS fees_usd,
-               sum(expected_profit_usd) AS net_edge_usd,
+               {_usd("sum(total_fees_e6)")} AS fees_usd,
+               {_usd("sum(expected_profit_e6)")} AS net_edge_usd,
                sum(total_fees_e6) / sum(size_e2 * 10000 - gross_cost_e6) AS fee_share_of_gross
         FROM v_opportunities
         WHERE $decision::VARCHAR IS NULL OR decision = $decision::VARCHAR
@@ -271,13 +291,14 @@ class Analysis:
 
     def __init__(self, source: str | Path) -> None:
         self.source = Path(source)
+        self.columnar = self.source.is_dir()  # a Parquet export
         if not self.source.exists():
             raise FileNotFoundError(
                 f"{self.source}: database not found; run `arbkit demo` first or pass --db"
             )
         self.con = connect()
         try:
-            if self.source.is_dir():
+            if self.columnar:
                 self._create_parquet_tables(self.source)
             else:
                 attach_sqlite(self.con, self.source, "db")
@@ -311,7 +332,13 @@ class Analysis:
         if unknown:
             raise TypeError(f"query {name!r} takes {sorted(q.params)}, not {sorted(unknown)}")
         values = {**q.params, **params}
-        return self.con.execute(q.sql, values) if values else self.con.execute(q.sql)
+        sql = self._sql(q)
+        return self.con.execute(sql, values) if values else self.con.execute(sql)
+
+    def _sql(self, q: Query) -> str:
+        if self.columnar:
+            return q.sql.replace(_SCAN_ONCE, "s AS NOT MATERIALIZED (")
+        return q.sql
 
     def frame(self, name: str, **params: ParamValue) -> pd.DataFrame:
         """The named query as a DataFrame (dollars as float64: for plots and reading)."""
@@ -326,7 +353,7 @@ class Analysis:
     def summary(self) -> dict[str, Any]:
         """Headline numbers: rows per table, pnl, hedge cost, decisions, states, best edges."""
         con = self.con
-        counts = {t: _scalar(con, f"SELECT count(*) FROM db.{t}") for t in TABLES}
+        counts = {t: _scalar(con, f"SELECT count(*) FROM db.{t}") for t in TABLES if t != "spreads"}
         pnl: dict[str, Decimal] = {}
         hedge: dict[str, Decimal] = {}
         for mode, p, h in con.execute(
@@ -341,18 +368,22 @@ class Analysis:
                 "opportunities": r[3],
             }
             for r in con.execute(
-                "SELECT symbol, max(net_edge_per_contract_usd), max(expected_profit_usd), "
-                "count(*) FROM v_opportunities GROUP BY symbol ORDER BY symbol"
+                f"SELECT symbol, {_usd('max(net_edge_per_contract_e6)')}, "
+                f"{_usd('max(expected_profit_e6)')}, count(*) "
+                "FROM db.opportunities GROUP BY symbol ORDER BY symbol"
             ).fetchall()
         }
-        for sym, lowest in con.execute(
-            "SELECT symbol, least(min(cost_kalshi_yes_usd), min(cost_kalshi_no_usd)) "
-            "FROM v_spreads GROUP BY symbol ORDER BY symbol"
+        counts["spreads"] = 0
+        for sym, samples, lowest in con.execute(  # one pass over the biggest table
+            "SELECT symbol, count(*), "
+            + _usd_e4("least(min(cost_kalshi_yes_e4), min(cost_kalshi_no_e4))")
+            + " FROM db.spreads GROUP BY symbol ORDER BY symbol"
         ).fetchall():
+            counts["spreads"] += samples
             best.setdefault(sym, {})["lowest_cost_to_arb_usd"] = lowest
         return {
             "source": str(self.source),
-            "rows": counts,
+            "rows": {t: counts[t] for t in TABLES},
             "realized_pnl_usd": sum(pnl.values(), Decimal(0)),
             "hedge_cost_usd": sum(hedge.values(), Decimal(0)),
             "realized_pnl_usd_by_mode": pnl,

@@ -4,6 +4,7 @@ and the same over the SQLite file and its Parquet export."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from decimal import Decimal as D
 from pathlib import Path
@@ -68,8 +69,9 @@ def test_cost_to_arb_percentiles(analysis: Analysis) -> None:
         assert r["min_usd"] == D(min(costs)) / 10_000
         assert r["max_usd"] == D(max(costs)) / 10_000
         assert r["samples_below_one_dollar"] == sum(c < 10_000 for c in costs)
-        qs = [r[k] for k in ("min_usd", "p05_usd", "p25_usd", "p50_usd", "p75_usd", "p95_usd")]
-        assert qs == sorted(qs)  # type: ignore[type-var]
+        ranked = sorted(costs)
+        for p in (5, 25, 50, 75, 95):  # nearest rank: the ceil(p% · n)-th smallest
+            assert r[f"p{p:02d}_usd"] == D(ranked[math.ceil(p * len(ranked) / 100) - 1]) / 10_000
         # Kalshi NO + ForecastEx YES never goes below $1 here; 4 samples had no Kalshi NO
         assert rows[(sym, "kalshi_no")]["samples"] == 176
         assert rows[(sym, "kalshi_no")]["samples_below_one_dollar"] == 0
