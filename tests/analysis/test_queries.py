@@ -14,7 +14,7 @@ import pytest
 from arbkit.analysis.duck import connect
 from arbkit.analysis.export import analyze_main, export_main, export_parquet
 from arbkit.analysis.queries import QUERIES, Analysis
-from arbkit.storage.database import Database
+from arbkit.storage.database import Database, DatabaseWriter
 from arbkit.storage.schema import TABLES
 
 from .sample_db import SYMBOLS, spread_samples
@@ -272,3 +272,22 @@ def test_cli_bodies(tmp_path: Path, sample_db: Path) -> None:
     assert {p.name for p in (tmp_path / "export").iterdir()} == {f"{t}.parquet" for t in TABLES}
     assert export_main(tmp_path / "missing.sqlite", tmp_path / "x", out.append) == 2
     assert not (tmp_path / "x").exists()
+
+
+async def test_reads_a_database_in_use(tmp_path: Path) -> None:
+    """The notebook may run while the monitor writes: a read-only attach sees committed
+    rows and never blocks the writer."""
+    path = tmp_path / "live.sqlite"
+    samples = spread_samples()
+    async with Database(path) as db:
+        async with DatabaseWriter(db, flush_interval_ms=1) as w:
+            for s in samples[:100]:
+                w.spread(s)
+        with Analysis(path) as a:
+            assert a.summary()["rows"]["spreads"] == 100
+            async with DatabaseWriter(db, flush_interval_ms=1) as w:
+                for s in samples[100:150]:
+                    w.spread(s)
+            assert w.stats.written_spreads == 50
+        with Analysis(path) as a:
+            assert a.summary()["rows"]["spreads"] == 150
