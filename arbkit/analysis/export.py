@@ -26,7 +26,9 @@ def export_parquet(db_path: str | Path, out_dir: str | Path) -> dict[str, Path]:
     """Write one Parquet file per table of the SQLite file into ``out_dir``.
 
     Each file is written under a temporary name and renamed, so an interrupted export
-    never leaves a truncated ``<table>.parquet`` that looks complete.
+    never leaves a truncated ``<table>.parquet`` that looks complete. Tables are copied one
+    after the other: exporting while the monitor writes gives each table as of its own copy
+    (journal rows are never half-written; a later table may hold a few newer rows).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

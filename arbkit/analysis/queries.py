@@ -24,6 +24,7 @@ import duckdb
 import pandas as pd
 
 from arbkit.analysis.duck import attach_sqlite, connect
+from arbkit.execution.journal import ExecState
 from arbkit.storage.schema import TABLES, duckdb_views
 
 ParamValue = int | str | None
@@ -54,7 +55,7 @@ _COST_COUNTS = f"""
             SELECT symbol, 'kalshi_no' AS combo, kalshi_no AS cost_e4, count(*) AS n
             FROM s WHERE kalshi_no IS NOT NULL GROUP BY ALL
         )"""
-_TERMINAL = "('done', 'hedged', 'unhedged', 'failed')"
+_TERMINAL = "(" + ", ".join(f"'{s.value}'" for s in ExecState if s.terminal) + ")"
 LATENCY_STAGES = (
     "detect_to_decide_ms",
     "decide_to_submit_ms",
@@ -304,6 +305,9 @@ class Analysis:
                 attach_sqlite(self.con, self.source, "db")
             for stmt in duckdb_views("db"):
                 self.con.execute(stmt)
+        except duckdb.CatalogException as exc:
+            self.con.close()
+            raise ValueError(f"{self.source}: not an arbkit database ({exc})") from exc
         except BaseException:
             self.con.close()
             raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 from collections import Counter
 from decimal import Decimal as D
 from pathlib import Path
@@ -248,6 +249,11 @@ def test_bad_source_and_params(tmp_path: Path, sample_db: Path) -> None:
     (tmp_path / "notanexport").mkdir()
     with pytest.raises(FileNotFoundError, match=r"spreads\.parquet"):
         Analysis(tmp_path / "notanexport")
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as c:
+        c.execute("CREATE TABLE t (a INTEGER)")
+    with pytest.raises(ValueError, match="not an arbkit database"):
+        Analysis(other)
     with Analysis(sample_db) as a:
         with pytest.raises(KeyError, match="unknown query"):
             a.frame("nope")
