@@ -360,23 +360,24 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------- analyze/export ---
+def _need_db(db: str) -> Path:
+    p = Path(db)
+    if not p.exists():
+        raise CliError(f"{p}: database not found; run `arbkit demo` first or pass --db PATH")
+    return p
+
+
 def _analyze(args: argparse.Namespace) -> int:
-    db = Path(args.db)
-    if not db.is_file():
-        raise CliError(f"{db}: database not found; run `arbkit demo` first or pass --db PATH")
+    from arbkit.analysis.export import analyze_main
 
-    async def run() -> Any:
-        from arbkit.storage.database import Database
-
-        async with Database(db) as d:
-            return await d.summary()
-
-    print(asyncio.run(run()))
-    return 0
+    return analyze_main(_need_db(args.db), print)
 
 
 def _export(args: argparse.Namespace) -> int:
-    raise CliError("export lands with the analysis module")
+    from arbkit.analysis.export import export_main
+
+    _need_db(args.db)
+    return export_main(Path(args.db), Path(args.out) if args.out else None, print)
 
 
 # ---------------------------------------------------------------------- parser ---
@@ -528,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="export the database for large-history analysis")
     e.add_argument("format", choices=["parquet"])
     e.add_argument("--db", default=str(DEFAULT_DB))
-    e.add_argument("--out", default="data/exports", help="output directory (default data/exports)")
+    e.add_argument("--out", default=None, help="output directory (default data/parquet)")
     return p
 
 

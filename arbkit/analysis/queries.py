@@ -1,0 +1,425 @@
+"""Named analysis queries over the arbkit database, run by DuckDB (offline).
+
+Every query aggregates in SQL over the ``v_*`` views that
+:func:`arbkit.storage.schema.duckdb_views` defines (dollars as exact ``DECIMAL``, times as
+``TIMESTAMP_NS``), so a 10M-row history costs one scan, not a Python loop. The same view
+names are created over a Parquet export (:mod:`arbkit.analysis.export`), so every query
+runs unchanged on either source.
+
+``Analysis.frame()`` returns pandas (DECIMAL arrives as float64: for plots and reading);
+``Analysis.records()`` returns exact ``Decimal`` values (for checks and reports).
+Means are rounded to $0.000001 in SQL; sums, minima, maxima and quantiles are exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from arbkit.analysis.duck import attach_sqlite, connect
+from arbkit.execution.journal import ExecState
+from arbkit.storage.schema import TABLES, duckdb_views
+
+ParamValue = int | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    name: str
+    title: str  # what a trader reads above the chart
+    sql: str  # DuckDB SQL over the v_* views; parameters as $name
+    params: Mapping[str, ParamValue] = field(default_factory=dict)  # defaults
+
+
+# Samples per (symbol, combo, exact cost): the one pass over ``spreads`` that both cost
+# queries share. combo names the Kalshi side; the ForecastEx leg is the outcome that pays
+# when the other Kalshi side pays (orientation applied by the pipeline, not stored per
+# row). MATERIALIZED: a SQLite file is read once for both columns (its scan is the cost);
+# over Parquet, reading each column where it is used is cheaper (see Analysis._sql).
+_SCAN_ONCE = "s AS MATERIALIZED ("
+_COST_COUNTS = f"""
+        {_SCAN_ONCE}
+            SELECT symbol, cost_kalshi_yes_e4 AS kalshi_yes, cost_kalshi_no_e4 AS kalshi_no
+            FROM v_spreads
+        ), counts AS (
+            SELECT symbol, 'kalshi_yes' AS combo, kalshi_yes AS cost_e4, count(*) AS n
+            FROM s WHERE kalshi_yes IS NOT NULL GROUP BY ALL
+            UNION ALL
+            SELECT symbol, 'kalshi_no' AS combo, kalshi_no AS cost_e4, count(*) AS n
+            FROM s WHERE kalshi_no IS NOT NULL GROUP BY ALL
+        )"""
+_TERMINAL = "(" + ", ".join(f"'{s.value}'" for s in ExecState if s.terminal) + ")"
+LATENCY_STAGES = (
+    "detect_to_decide_ms",
+    "decide_to_submit_ms",
+    "leg1_ack_ms",
+    "leg1_fill_ms",
+    "leg1_fill_to_leg2_submit_ms",
+    "leg2_ack_ms",
+    "leg2_fill_ms",
+    "hedge_ms",
+)
+
+
+def _usd(expr_e6: str) -> str:
+    """An integer amount in $0.000001 as an exact DECIMAL in dollars."""
+    return f"CAST({expr_e6} AS DECIMAL(38, 0)) * 0.000001"
+
+
+def _usd_e4(expr_e4: str) -> str:
+    return f"CAST({expr_e4} AS DECIMAL(38, 0)) * 0.0001"
+
+
+def _pct(p: int) -> str:
+    """Nearest-rank p-th percentile over ``c`` (cum = running count, integer arithmetic)."""
+    return _usd_e4(f"min(cost_e4) FILTER (WHERE cum * 100 >= {p} * total)")
+
+
+_QUERIES = (
+    Query(
+        "cost_to_arb_distribution",
+        "Cost to buy both sides (before fees): how often each price occurred",
+        f"""
+        WITH {_COST_COUNTS}, b AS (
+            SELECT symbol, combo,
+                   cost_e4 // ($bucket_cents::BIGINT * 100) * ($bucket_cents::BIGINT * 100)
+                       AS bucket_e4,
+                   sum(n)::BIGINT AS samples
+            FROM counts GROUP BY ALL
+        )
+        SELECT symbol, combo,
+               {_usd_e4("bucket_e4")} AS cost_usd,
+               {_usd_e4("bucket_e4 + $bucket_cents::BIGINT * 100")} AS cost_to_usd,
+               samples,
+               samples / sum(samples) OVER (PARTITION BY symbol, combo) AS share,
+               bucket_e4 + $bucket_cents::BIGINT * 100 <= 10000 AS below_one_dollar
+        FROM b
+        ORDER BY symbol, combo, bucket_e4
+        """,
+        {"bucket_cents": 1},
+    ),
+    Query(
+        # Nearest-rank percentiles (the smallest cost with at least p% of samples at or
+        # below it), exact, computed from the per-price counts: no sort of the raw rows.
+        "cost_to_arb_percentiles",
+        "Cost to buy both sides (before fees): percentiles and time below $1",
+        f"""
+        WITH {_COST_COUNTS}, c AS (
+            SELECT *,
+                   sum(n) OVER (PARTITION BY symbol, combo ORDER BY cost_e4
+                                ROWS UNBOUNDED PRECEDING) AS cum,
+                   sum(n) OVER (PARTITION BY symbol, combo) AS total
+            FROM counts
+        )
+        SELECT symbol, combo, sum(n)::BIGINT AS samples,
+               {_usd_e4("min(cost_e4)")} AS min_usd,
+               {_pct(5)} AS p05_usd,
+               {_pct(25)} AS p25_usd,
+               {_pct(50)} AS p50_usd,
+               {_pct(75)} AS p75_usd,
+               {_pct(95)} AS p95_usd,
+               {_usd_e4("max(cost_e4)")} AS max_usd,
+               coalesce(sum(n) FILTER (WHERE cost_e4 < 10000), 0)::BIGINT
+                   AS samples_below_one_dollar,
+               coalesce(sum(n) FILTER (WHERE cost_e4 < 10000), 0) / sum(n)
+                   AS share_below_one_dollar
+        FROM c GROUP BY ALL
+        ORDER BY symbol, combo
+        """,
+    ),
+    Query(
+        "opportunities_by_hour",
+        "Opportunities per hour and their net edge per contract",
+        f"""
+        SELECT date_trunc('hour', detected_at) AS hour, symbol,
+               count(*) AS opportunities,
+               count(*) FILTER (WHERE decision = 'executed') AS executed,
+               count(*) FILTER (WHERE decision = 'skipped') AS skipped,
+               count(*) FILTER (WHERE decision = 'logged') AS logged,
+               {_usd("round(avg(net_edge_per_contract_e6))")} AS mean_net_edge_usd,
+               {_usd("max(net_edge_per_contract_e6)")} AS max_net_edge_usd,
+               {_usd("sum(expected_profit_e6)")} AS expected_profit_usd
+        FROM v_opportunities
+        GROUP BY ALL
+        ORDER BY hour, symbol
+        """,
+    ),
+    Query(
+        # One opportunities row per decision: the pipeline re-decides a live episode every
+        # redecide_ms (default 1 s), so detections of one (symbol, combo) less than gap_ms
+        # apart belong to one episode. duration = last − first detection: a lower bound
+        # (the edge may have lasted up to one re-decision interval longer).
+        "opportunity_duration",
+        "How long opportunities lasted (after fees), one row per episode",
+        f"""
+        WITH o AS (
+            SELECT symbol, combo, detected_ns, net_edge_per_contract_e6, expected_profit_e6,
+                   decision,
+                   CASE WHEN detected_ns - lag(detected_ns) OVER w <= $gap_ms::BIGINT * 1000000
+                        THEN 0 ELSE 1 END AS starts_episode
+            FROM v_opportunities
+            WINDOW w AS (PARTITION BY symbol, combo ORDER BY detected_ns)
+        ), e AS (
+            SELECT *, sum(starts_episode) OVER (
+                PARTITION BY symbol, combo ORDER BY detected_ns ROWS UNBOUNDED PRECEDING
+            )::BIGINT AS episode
+            FROM o
+        )
+        SELECT symbol, combo, episode,
+               make_timestamp_ns(min(detected_ns)) AS started_at,
+               make_timestamp_ns(max(detected_ns)) AS last_seen_at,
+               (max(detected_ns) - min(detected_ns)) / 1e9 AS duration_s,
+               count(*) AS detections,
+               count(*) FILTER (WHERE decision = 'executed') AS executed,
+               {_usd("max(net_edge_per_contract_e6)")} AS max_net_edge_usd,
+               {_usd("max(expected_profit_e6)")} AS max_expected_profit_usd
+        FROM e GROUP BY ALL
+        ORDER BY started_at, symbol, combo
+        """,
+        {"gap_ms": 3_000},
+    ),
+    Query(
+        # gross edge = $1 payout per contract − cost of both legs; net = expected profit.
+        # Sums over every detection (a long episode counts once per re-decision);
+        # decision = 'executed' restricts to what was traded.
+        "fee_drag",
+        "Edge lost to fees: gross edge vs net edge",
+        f"""
+        SELECT symbol, combo, count(*) AS detections,
+               CAST(sum(size_e2) AS DECIMAL(38, 0)) * 0.01 AS contracts,
+               {_usd("sum(size_e2 * 10000 - gross_cost_e6)")} AS gross_edge_usd,
+               {_usd("sum(total_fees_e6)")} AS fees_usd,
+               {_usd("sum(expected_profit_e6)")} AS net_edge_usd,
+               sum(total_fees_e6) / sum(size_e2 * 10000 - gross_cost_e6) AS fee_share_of_gross
+        FROM v_opportunities
+        WHERE $decision::VARCHAR IS NULL OR decision = $decision::VARCHAR
+        GROUP BY ALL
+        ORDER BY symbol, combo
+        """,
+        {"decision": None},
+    ),
+    Query(
+        # Finished executions only (realized pnl is 0 until known), time = last journal write.
+        "pnl_over_time",
+        "Realized PnL over time (paper and live)",
+        f"""
+        SELECT mode, updated_at AS at, execution_id, symbol, combo, state,
+               realized_pnl_usd, hedge_cost_usd,
+               sum(realized_pnl_usd) OVER w AS cumulative_pnl_usd,
+               sum(hedge_cost_usd) OVER w AS cumulative_hedge_cost_usd
+        FROM v_arb_executions
+        WHERE state IN {_TERMINAL}
+        WINDOW w AS (PARTITION BY mode ORDER BY updated_ns, execution_id
+                     ROWS UNBOUNDED PRECEDING)
+        ORDER BY mode, updated_ns, execution_id
+        """,
+    ),
+    Query(
+        "hedge_costs",
+        "Hedge costs: executions whose second leg fell short",
+        """
+        WITH h AS (
+            SELECT execution_id, count(*) AS hedge_orders, sum(filled_qty) AS hedge_filled,
+                   sum(filled_cost_usd) AS hedge_filled_cost_usd, sum(fees_usd) AS hedge_fees_usd
+            FROM v_executions WHERE leg = 'hedge' GROUP BY ALL
+        )
+        SELECT a.updated_at AS at, a.execution_id, a.symbol, a.combo, a.mode, a.state,
+               a.hedge_cost_usd, a.expected_profit_usd, a.realized_pnl_usd, a.hedge_ms,
+               coalesce(h.hedge_orders, 0) AS hedge_orders,
+               coalesce(h.hedge_filled, 0) AS hedge_filled,
+               coalesce(h.hedge_filled_cost_usd, 0) AS hedge_filled_cost_usd,
+               coalesce(h.hedge_fees_usd, 0) AS hedge_fees_usd
+        FROM v_arb_executions AS a LEFT JOIN h USING (execution_id)
+        WHERE a.hedge_cost_e6 <> 0 OR h.execution_id IS NOT NULL
+              OR a.state IN ('hedging', 'hedged', 'unhedged')
+        ORDER BY a.updated_ns, a.execution_id
+        """,
+    ),
+    Query(
+        "latency_by_stage",
+        "Execution latency per stage (ms)",
+        f"""
+        WITH l AS (
+            UNPIVOT (SELECT mode, {", ".join(LATENCY_STAGES)} FROM v_arb_executions)
+            ON {", ".join(LATENCY_STAGES)} INTO NAME stage VALUE ms
+        )
+        SELECT mode, stage, count(*) AS executions,
+               quantile_cont(ms, 0.5) AS p50_ms, quantile_cont(ms, 0.9) AS p90_ms,
+               quantile_cont(ms, 0.99) AS p99_ms, max(ms) AS max_ms, avg(ms) AS mean_ms
+        FROM l GROUP BY mode, stage
+        ORDER BY mode, list_position({list(LATENCY_STAGES)}, stage)
+        """,
+    ),
+    Query(
+        "executions_summary",
+        "Executions by mode and outcome",
+        """
+        WITH o AS (
+            SELECT execution_id, count(*) AS orders, sum(fees_usd) AS fees_usd
+            FROM v_executions GROUP BY ALL
+        )
+        SELECT a.mode, a.state, count(*) AS executions,
+               sum(a.planned_qty) AS planned_contracts,
+               sum(a.expected_profit_usd) AS expected_profit_usd,
+               sum(a.realized_pnl_usd) AS realized_pnl_usd,
+               sum(a.hedge_cost_usd) AS hedge_cost_usd,
+               coalesce(sum(o.orders), 0)::BIGINT AS orders,
+               coalesce(sum(o.fees_usd), 0) AS fees_usd
+        FROM v_arb_executions AS a LEFT JOIN o USING (execution_id)
+        GROUP BY ALL
+        ORDER BY a.mode, a.state
+        """,
+    ),
+)
+
+QUERIES: dict[str, Query] = {q.name: q for q in _QUERIES}
+
+
+class Analysis:
+    """DuckDB over an arbkit SQLite file or a Parquet export directory (never the network).
+
+    ``Analysis("data/arbkit.sqlite")`` attaches the file read-only;
+    ``Analysis("data/parquet/")`` reads ``<table>.parquet`` files written by
+    :func:`arbkit.analysis.export.export_parquet`. Both expose the same ``v_*`` views.
+    """
+
+    def __init__(self, source: str | Path) -> None:
+        self.source = Path(source)
+        self.columnar = self.source.is_dir()  # a Parquet export
+        if not self.source.exists():
+            raise FileNotFoundError(
+                f"{self.source}: database not found; run `arbkit demo` first or pass --db"
+            )
+        self.con = connect()
+        try:
+            if self.columnar:
+                self._create_parquet_tables(self.source)
+            else:
+                attach_sqlite(self.con, self.source, "db")
+            for stmt in duckdb_views("db"):
+                self.con.execute(stmt)
+        except duckdb.CatalogException as exc:
+            self.con.close()
+            raise ValueError(f"{self.source}: not an arbkit database ({exc})") from exc
+        except BaseException:
+            self.con.close()
+            raise
+
+    def _create_parquet_tables(self, directory: Path) -> None:
+        """Schema ``db`` with one view per table over its Parquet file: the same names as
+        an attached SQLite file, so ``duckdb_views("db")`` and every query apply as-is."""
+        missing = [t for t in TABLES if not (directory / f"{t}.parquet").is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{directory}: not an arbkit Parquet export (missing "
+                f"{', '.join(t + '.parquet' for t in missing)}); run `arbkit export parquet`"
+            )
+        self.con.execute("CREATE SCHEMA db")
+        for t in TABLES:
+            path = str((directory / f"{t}.parquet").resolve()).replace("'", "''")
+            self.con.execute(f"CREATE VIEW db.{t} AS SELECT * FROM read_parquet('{path}')")
+
+    # -- queries
+
+    def _run(self, name: str, params: Mapping[str, ParamValue]) -> duckdb.DuckDBPyConnection:
+        q = QUERIES.get(name)
+        if q is None:
+            raise KeyError(f"unknown query {name!r}; known: {', '.join(QUERIES)}")
+        unknown = set(params) - set(q.params)
+        if unknown:
+            raise TypeError(f"query {name!r} takes {sorted(q.params)}, not {sorted(unknown)}")
+        values = {**q.params, **params}
+        sql = self._sql(q)
+        return self.con.execute(sql, values) if values else self.con.execute(sql)
+
+    def _sql(self, q: Query) -> str:
+        if self.columnar:
+            return q.sql.replace(_SCAN_ONCE, "s AS NOT MATERIALIZED (")
+        return q.sql
+
+    def frame(self, name: str, **params: ParamValue) -> pd.DataFrame:
+        """The named query as a DataFrame (dollars as float64: for plots and reading)."""
+        return self._run(name, params).df()
+
+    def records(self, name: str, **params: ParamValue) -> list[dict[str, Any]]:
+        """The named query as rows of exact values (dollars as ``Decimal``)."""
+        cur = self._run(name, params)
+        cols = [d[0] for d in cur.description or ()]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    def summary(self) -> dict[str, Any]:
+        """Headline numbers: rows per table, pnl, hedge cost, decisions, states, best edges."""
+        con = self.con
+        counts = {t: _scalar(con, f"SELECT count(*) FROM db.{t}") for t in TABLES if t != "spreads"}
+        pnl: dict[str, Decimal] = {}
+        hedge: dict[str, Decimal] = {}
+        for mode, p, h in con.execute(
+            "SELECT mode, sum(realized_pnl_usd), sum(hedge_cost_usd) FROM v_arb_executions "
+            "GROUP BY mode ORDER BY mode"
+        ).fetchall():
+            pnl[mode], hedge[mode] = p, h
+        best = {
+            r[0]: {
+                "best_net_edge_per_contract_usd": r[1],
+                "best_expected_profit_usd": r[2],
+                "opportunities": r[3],
+            }
+            for r in con.execute(
+                f"SELECT symbol, {_usd('max(net_edge_per_contract_e6)')}, "
+                f"{_usd('max(expected_profit_e6)')}, count(*) "
+                "FROM db.opportunities GROUP BY symbol ORDER BY symbol"
+            ).fetchall()
+        }
+        counts["spreads"] = 0
+        for sym, samples, lowest in con.execute(  # one pass over the biggest table
+            "SELECT symbol, count(*), "
+            + _usd_e4("least(min(cost_kalshi_yes_e4), min(cost_kalshi_no_e4))")
+            + " FROM db.spreads GROUP BY symbol ORDER BY symbol"
+        ).fetchall():
+            counts["spreads"] += samples
+            best.setdefault(sym, {})["lowest_cost_to_arb_usd"] = lowest
+        return {
+            "source": str(self.source),
+            "rows": {t: counts[t] for t in TABLES},
+            "realized_pnl_usd": sum(pnl.values(), Decimal(0)),
+            "hedge_cost_usd": sum(hedge.values(), Decimal(0)),
+            "realized_pnl_usd_by_mode": pnl,
+            "hedge_cost_usd_by_mode": hedge,
+            "opportunities_by_decision": _by(con, "decision", "v_opportunities"),
+            "executions_by_state": _by(con, "state", "v_arb_executions"),
+            "open_positions": _scalar(con, "SELECT count(*) FROM v_positions WHERE qty_e2 <> 0"),
+            "by_symbol": best,
+        }
+
+    # -- lifecycle
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Analysis:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _by(con: duckdb.DuckDBPyConnection, col: str, view: str) -> dict[str, int]:
+    rows = con.execute(f"SELECT {col}, count(*) FROM {view} GROUP BY 1 ORDER BY 1").fetchall()
+    return {str(k): int(n) for k, n in rows}
