@@ -172,7 +172,7 @@ class Dashboard:
 
         self.cost_fig = go.FigureWidget(
             layout=go.Layout(
-                title="Cost to arb (gross, $ per pair; below $1.00 is a gross edge)",
+                title={"text": "Cost to arb per symbol (gross $ per pair; below $1 = edge)"},
                 height=360,
                 margin={"l": 50, "r": 10, "t": 40, "b": 40},
                 yaxis={"title": "$"},
@@ -204,16 +204,21 @@ class Dashboard:
         self.cost_fig.add_class("arbkit-cost-fig")
         self.book_fig = go.FigureWidget(
             layout=go.Layout(
-                title="Ask depth for the selected symbol",
+                title={"text": "Cumulative ask depth, selected symbol"},
                 height=300,
-                barmode="group",
                 margin={"l": 50, "r": 10, "t": 40, "b": 40},
                 xaxis={"title": "ask ($)"},
-                yaxis={"title": "contracts"},
+                yaxis={"title": "contracts at or below"},
             )
         )
         for venue, outcome in S.BOOK_SIDES:
-            self.book_fig.add_bar(x=[], y=[], name=S.side_label(venue, outcome))
+            self.book_fig.add_scatter(
+                x=[],
+                y=[],
+                name=S.side_label(venue, outcome),
+                mode="lines+markers",
+                line={"shape": "hv", "dash": "solid" if venue.value == "kalshi" else "dot"},
+            )
         self.book_fig.add_class("arbkit-book-fig")
 
         controls = W.VBox(
@@ -336,7 +341,7 @@ class Dashboard:
                 (v, o): (book.ladder(v, o).levels() if book.ladder(v, o).valid else ())
                 for v, o in S.BOOK_SIDES
             }
-            bars = S.depth_bars(ladders, self.depth_levels)
+            bars = S.depth_bars(ladders, self.depth_levels, cumulative=True)
             with self.book_fig.batch_update():
                 for tr in self.book_fig.data:
                     xs_b, ys_b = bars.get(tr.name, ([], []))

@@ -93,18 +93,24 @@ class CostHistory:
 
 
 def depth_bars(
-    ladders: Mapping[tuple[Venue, Outcome], Iterable[tuple[Price, Qty]]], max_levels: int = 10
+    ladders: Mapping[tuple[Venue, Outcome], Iterable[tuple[Price, Qty]]],
+    max_levels: int = 10,
+    *,
+    cumulative: bool = False,
 ) -> dict[str, tuple[list[float], list[float]]]:
-    """(ask prices in dollars, contracts) per "Venue OUTCOME" for the depth chart."""
+    """(ask prices in dollars, contracts) per "Venue OUTCOME" for the depth chart; with
+    ``cumulative`` the contracts available at or below each price (a depth curve)."""
     out: dict[str, tuple[list[float], list[float]]] = {}
     for venue, outcome in BOOK_SIDES:
         xs: list[float] = []
         ys: list[float] = []
+        total = 0
         for i, (p, q) in enumerate(ladders.get((venue, outcome), ())):
             if i >= max_levels:
                 break
+            total = total + q if cumulative else q
             xs.append(p / PRICE_SCALE)
-            ys.append(q / QTY_SCALE)
+            ys.append(total / QTY_SCALE)
         out[side_label(venue, outcome)] = (xs, ys)
     return out
 

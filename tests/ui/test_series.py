@@ -124,6 +124,8 @@ def test_depth_bars_and_best_asks() -> None:
     assert bars["Kalshi YES"] == ([0.4], [10.0])
     assert bars["ForecastEx NO"] == ([0.58], [3.0])
     assert bars["Kalshi NO"] == ([], []) and bars["ForecastEx YES"] == ([], [])
+    cum = S.depth_bars(ladders | {(Venue.IBKR, Outcome.NO): []}, cumulative=True)
+    assert cum["Kalshi YES"] == ([0.4, 0.41], [10.0, 10.5])
     rows = S.best_ask_rows(sample("A", T0, 9_800, None))
     assert rows[0] == {"side": "Kalshi YES", "best ask": "0.4", "size": "10"}
     assert rows[2]["best ask"] == "—" and rows[2]["size"] == "—"
