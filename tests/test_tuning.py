@@ -112,7 +112,9 @@ def test_config_text_round_trips(
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cap") / "cap.jsonl"
-    asyncio.run(record_demo_capture(path, seconds=3, n_symbols=3, seed=11))
+    asyncio.run(
+        record_demo_capture(path, seconds=4, n_symbols=3, seed=11, dislocation_rate_per_min=60)
+    )
     return path
 
 

@@ -21,6 +21,7 @@ from html import escape
 from typing import Any
 
 import ipywidgets as W
+import numpy as np
 import plotly.graph_objects as go
 
 from arbkit.model import MONEY_SCALE, Mode, Money
@@ -397,13 +398,17 @@ class Dashboard:
         """What the dashboard has drawn and what the monitor counted: for tests and a
         final notebook cell."""
         snap = self.last_snapshot
+        filled = [
+            int(np.count_nonzero(~np.isnan(np.asarray(tr.y, dtype=float))))
+            for tr in self.cost_fig.data
+            if tr.y is not None
+        ]
         return {
             "refreshes": self.refreshes,
             "cost_traces": len(self.cost_fig.data),
-            "cost_points": sum(
-                sum(1 for y in (tr.y or ()) if y is not None) for tr in self.cost_fig.data
-            ),
-            "book_bars": sum(len(tr.x or ()) for tr in self.book_fig.data),
+            "cost_points": sum(filled),
+            "cost_traces_with_data": sum(1 for n in filled if n),
+            "book_bars": sum(len(tr.x) for tr in self.book_fig.data if tr.x is not None),
             "history_points": len(self.history),
             "counters": dict(snap.counters) if snap is not None else {},
             "kill_switch": self.monitor.kill_switch,

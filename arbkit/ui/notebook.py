@@ -78,6 +78,7 @@ async def start_local_demo(
     execution_file: str | Path | None = None,
     overrides: dict[str, str] | None = None,
     updates_per_s: float = 300.0,
+    dislocation_rate_per_min: float = 4.0,
     data_dir: str | Path | None = None,
 ) -> Session:
     """Local venues + market model + monitor, connected through the real gateways."""
@@ -85,7 +86,13 @@ async def start_local_demo(
     cfg = apply_overrides(cfg, {"mode": mode, **(overrides or {})}, "start_local_demo")
     if cfg.mode is Mode.LIVE:
         raise ValueError("the local demo trades against simulated venues: use paper or monitor")
-    venues = LocalVenues(n_symbols, seed=seed, updates_per_s=updates_per_s, data_dir=data_dir)
+    venues = LocalVenues(
+        n_symbols,
+        seed=seed,
+        updates_per_s=updates_per_s,
+        dislocation_rate_per_min=dislocation_rate_per_min,
+        data_dir=data_dir,
+    )
     info = await venues.start()
     assert venues.auth is not None
     monitor = ArbitrageMonitor(
@@ -151,6 +158,7 @@ async def record_demo_capture(
     n_symbols: int = 6,
     seed: int = 7,
     updates_per_s: float = 300.0,
+    dislocation_rate_per_min: float = 4.0,
 ) -> Path:
     """Run the local demo in monitor mode for ``seconds`` recording every raw venue
     message; returns the symbol map written next to the capture (for replay)."""
@@ -163,6 +171,7 @@ async def record_demo_capture(
         record_path=capture,
         mode="monitor",
         updates_per_s=updates_per_s,
+        dislocation_rate_per_min=dislocation_rate_per_min,
     )
     try:
         assert session.venues is not None

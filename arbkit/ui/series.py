@@ -11,6 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
+from typing import Any
+
+import numpy as np
 
 from arbkit.arbitrage.pipeline import SpreadSample
 from arbkit.model import MONEY_SCALE, PRICE_SCALE, QTY_SCALE, Outcome, Price, Qty, Venue
@@ -81,15 +84,21 @@ class CostHistory:
 
     def series(
         self, symbol: str, combo: str, *, max_points: int | None = None
-    ) -> tuple[list[datetime], list[float | None]]:
-        """(times, cost in dollars) for one symbol × combo; None where a side was empty.
-        ``max_points`` decimates by stride (always keeping the newest point)."""
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """(times as datetime64[ms] UTC, cost in dollars with NaN where a side was empty)
+        for one symbol × combo, as numpy arrays (plotly takes them without a per-element
+        pass). ``max_points`` decimates by stride, always keeping the newest point."""
         idx = 1 + COMBOS.index(combo)
         rows: Sequence[tuple[int, int | None, int | None]] = list(self._data.get(symbol, ()))
         if max_points is not None and len(rows) > max_points > 0:
             step = -(-len(rows) // max_points)
             rows = rows[::-1][::step][::-1]
-        return [ts_datetime(r[0]) for r in rows], [dollars(r[idx]) for r in rows]
+        ts = np.fromiter((r[0] // 1_000_000 for r in rows), dtype=np.int64, count=len(rows))
+        nan = float("nan")
+        cost = np.fromiter(
+            (nan if r[idx] is None else r[idx] for r in rows), dtype=np.float64, count=len(rows)
+        )
+        return ts.astype("datetime64[ms]"), cost / PRICE_SCALE
 
 
 def depth_bars(
