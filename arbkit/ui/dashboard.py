@@ -293,7 +293,11 @@ class Dashboard:
         )
 
     def _on_mode(self, change: dict[str, Any]) -> None:
-        if not self._guard("mode", self.monitor.set_mode, Mode(change["new"])):
+        # live again only for a monitor started live with the explicit confirmation (the
+        # monitor re-checks both); anything else is refused and the toggle snaps back
+        mode = Mode(change["new"])
+        confirm = mode is Mode.LIVE and self.monitor.confirm_live
+        if not self._guard("mode", self.monitor.set_mode, mode, confirm_live=confirm):
             self.mode.unobserve(self._on_mode, names="value")
             try:
                 self.mode.value = self.monitor.mode.value

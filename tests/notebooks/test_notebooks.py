@@ -88,6 +88,10 @@ controls = {
 }
 dashboard.reset.click()
 controls["after_reset"] = dashboard.kill_state.value
+controls["mode_options"] = list(dashboard.mode.options)
+dashboard._on_mode({"new": "live"})  # not offered for a paper monitor; refused if forced
+controls["live_refused"] = dashboard.message.value
+controls["mode_after_live"] = monitor.mode.value
 await session.stop()
 """
     _nb, out = run_notebook("01_live_monitor.ipynb", params, "controls", cwd=tmp_path, setup=setup)
@@ -101,6 +105,8 @@ await session.stop()
     assert out["kill"] is True and "KILL SWITCH ON" in out["label"]
     assert "min_edge_usd=25000" in out["applied"]
     assert "kill switch off" in out["after_reset"]
+    assert out["mode_options"] == ["monitor", "paper"]
+    assert "live" in out["live_refused"] and out["mode_after_live"] == "monitor"
 
 
 def test_parameter_tuning_notebook(tmp_path: Path) -> None:
