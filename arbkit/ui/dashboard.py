@@ -173,8 +173,9 @@ class Dashboard:
 
         self.cost_fig = go.FigureWidget(
             layout=go.Layout(
-                title={"text": "Cost to arb per symbol (gross $ per pair; below $1 = edge)"},
+                title={"text": "Cost to arb, gross USD per pair (below 1 = edge)"},
                 height=360,
+                width=1050,
                 margin={"l": 50, "r": 10, "t": 40, "b": 40},
                 yaxis={"title": "$"},
                 legend={"font": {"size": 10}},
@@ -207,6 +208,7 @@ class Dashboard:
             layout=go.Layout(
                 title={"text": "Cumulative ask depth, selected symbol"},
                 height=300,
+                width=650,
                 margin={"l": 50, "r": 10, "t": 40, "b": 40},
                 xaxis={"title": "ask ($)"},
                 yaxis={"title": "contracts at or below"},
