@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint venv clean demo
+.PHONY: test lint venv clean demo browser-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,16 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/arbkit demo $(DEMO_ARGS)
 
-test: lint
+# Debian's chromium for the real-browser notebook test (Playwright drives it through
+# executable_path; its own browser download does not work here). CI runs as root and
+# must have it; elsewhere a failed install only makes that one test skip.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || \
+	  (DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || \
+	  [ -z "$$CI" ]
+
+test: lint browser-deps
 	$(VENV)/bin/pytest -q -m 'not slow'
 
 clean:

@@ -6,7 +6,8 @@ Money values are written as strings ("0.01") or numbers; both convert exactly or
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+import tomllib
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -147,3 +148,81 @@ def apply_overrides(
         merged = replace(current, **{k: getattr(built_section, k) for k in values})
         new = replace(new, **{section: merged})
     return new
+
+
+# ------------------------------------------------------------------- writing ---
+def _toml_str(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_key(k: str) -> str:
+    bare = k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k)
+    return k if bare else _toml_str(k)
+
+
+def _usd_text(m: int) -> str:
+    """Money units as an exact dollar string ("0.015", "500")."""
+    whole, frac = divmod(m, 1_000_000)
+    return f"{whole}.{frac:06d}".rstrip("0").rstrip(".") if frac else str(whole)
+
+
+def _toml_value(k: object, v: object) -> str:
+    if k == "usd":
+        assert isinstance(v, int)
+        return _toml_str(_usd_text(v))
+    if k == "decimal":
+        assert isinstance(v, Decimal)
+        return _toml_str(str(v))
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, Mode):
+        return _toml_str(v.value)
+    return _toml_str(str(v))
+
+
+def execution_config_toml(cfg: ExecutionConfig, header: str = "") -> str:
+    """The config as TOML text that ``load_execution_config`` reads back exactly (money and
+    decimals as strings so no float ever touches them)."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    lines.append(f"mode = {_toml_str(cfg.mode.value)}")
+    for f in fields(cfg):
+        if f.name in ("mode", "source"):
+            continue
+        section = getattr(cfg, f.name)
+        lines += ["", f"[{f.name}]"]
+        maps: list[tuple[str, str, dict[str, Any]]] = []
+        for sf in fields(section):
+            k = sf.metadata.get("kind")
+            v = getattr(section, sf.name)
+            if isinstance(k, str) and k.startswith("map:"):
+                maps.append((sf.name, k[4:], v))
+                continue
+            lines.append(f"{sf.name} = {_toml_value(k, v)}")
+        for name, sub_kind, mapping in maps:
+            lines += ["", f"[{f.name}.{name}]"]
+            lines += [
+                f"{_toml_key(mk)} = {_toml_value(sub_kind, mv)}" for mk, mv in mapping.items()
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def write_execution_config(cfg: ExecutionConfig, path: str | Path, header: str = "") -> Path:
+    """Write ``cfg`` as an execution config file; ``load_execution_config`` round-trips it."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    text = execution_config_toml(cfg, header)
+    if parse_execution_config(tomllib.loads(text), p) != replace(cfg, source=str(p)):
+        raise ValueError("execution config does not round-trip; refusing to write it")
+    p.write_text(text, encoding="utf-8")
+    return p

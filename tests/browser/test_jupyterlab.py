@@ -1,0 +1,217 @@
+"""Real browser: JupyterLab on loopback, 01_live_monitor in headless Chromium (Debian's
+``chromium`` driven by Playwright), Run All, then check that the plotly figure renders
+with data, a slider change reaches the running monitor, and the kill switch shows its
+state. A screenshot goes to ``test-output/jupyterlab_dashboard.png``.
+
+Chromium is installed by ``make browser-deps`` (part of ``make test``); outside CI a
+machine without it skips this test, in CI it must run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import nbformat
+import pytest
+
+from tests.notebooks.nbrun import NOTEBOOKS, with_parameters
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOT = REPO / "test-output" / "jupyterlab_dashboard.png"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+
+# start the notebook's kernel without asking, and no news pop-up
+LAB_SETTINGS = {
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": (
+        '{"autoStartDefaultKernel": true}'
+    ),
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": (
+        '{"fetchNews": "false", "checkForUpdates": false}'
+    ),
+}
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """JupyterLab serving a copy of 01_live_monitor with short-run parameters."""
+    root = tmp_path / "root"
+    root.mkdir()
+    nb = nbformat.read(NOTEBOOKS / "01_live_monitor.ipynb", as_version=4)
+    params = {
+        "RUN_SECONDS": None,  # keep running: the test drives the controls
+        "N_SYMBOLS": 3,
+        "SEED": 7,
+        "MODE": "paper",
+        "DB_PATH": None,
+        "REFRESH_HZ": 4,
+        "USE_REAL_VENUES": False,
+    }
+    nbformat.write(with_parameters(nb, params), root / "01_live_monitor.ipynb")
+    token = secrets.token_hex(16)
+    port = free_port()
+    env = dict(os.environ)
+    for k in ("config", "runtime"):
+        (tmp_path / k).mkdir()
+    settings = tmp_path / "lab-settings"
+    for rel, text in LAB_SETTINGS.items():
+        f = settings / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(text)
+    env.update(
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+        TMPDIR=str(tmp_path),  # the kernel's local venues keep their files here
+    )
+    log = (tmp_path / "lab.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.extension_manager=readonly",
+            *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=root,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"{base}/api/status", params={"token": token}, timeout=2)
+                if r.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    "JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()
+                )
+            time.sleep(0.3)
+        yield base, token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+
+
+def test_dashboard_in_jupyterlab(lab: tuple[str, str]) -> None:
+    exe = chromium_path()
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed in CI (make browser-deps installs it)")
+        pytest.skip("chromium not installed (run `make browser-deps` as root)")
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token = lab
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1500, "height": 1500})
+        try:
+            page.set_default_timeout(30_000)
+            page.goto(f"{base}/lab/tree/01_live_monitor.ipynb?token={token}")
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=45_000)
+            dialog = page.locator(".jp-Dialog .jp-mod-accept")
+            if dialog.count():  # "Select Kernel", should the setting not apply
+                dialog.first.click()
+            expect(page.locator(".jp-StatusBar-TextItem", has_text="| Idle").first).to_be_visible(
+                timeout=45_000
+            )
+            page.click('.lm-MenuBar-itemLabel:text-is("Run")')
+            page.click('.lm-Menu-item[data-command="runmenu:run-all"]')
+
+            # the plotly figure renders with data: line paths with points in them
+            dash = page.locator(".arbkit-dashboard")
+            dash.wait_for(timeout=45_000)
+            page.wait_for_function(
+                """() => [...document.querySelectorAll(
+                      '.arbkit-cost-fig .scatterlayer .trace path.js-line')]
+                      .some(p => (p.getAttribute('d') || '').split(/[LM]/).length > 3)""",
+                timeout=30_000,
+            )
+            applied = page.locator(".arbkit-applied")
+            expect(applied).to_contain_text("min_edge_usd=10000")
+
+            # a slider change (keyboard on the handle) reaches the monitor; the label is
+            # read back from monitor.config, not from the slider
+            handle = page.locator(".arbkit-min-edge .noUi-handle")
+            handle.focus()
+            for _ in range(5):
+                handle.press("ArrowRight")
+            readout = page.locator(".arbkit-min-edge .widget-readout")
+            expect(readout).not_to_have_text("1.0")
+            cents = float(readout.inner_text())
+            expected = round(cents * 10_000)
+            expect(applied).to_contain_text(f"min_edge_usd={expected}")
+            assert expected != 10_000
+
+            # the kill switch shows its state
+            kill_state = page.locator(".arbkit-kill-state")
+            expect(kill_state).to_contain_text("kill switch off")
+            page.locator("button.arbkit-kill").click()
+            expect(kill_state).to_contain_text("KILL SWITCH ON")
+            expect(page.locator(".arbkit-status")).to_contain_text("ticks")
+
+            dash.scroll_into_view_if_needed()
+            page.wait_for_timeout(500)  # one more refresh so the figure is current
+            dash.screenshot(path=str(SCREENSHOT))
+            assert SCREENSHOT.stat().st_size > 10_000
+            text = dash.inner_text()
+            assert re.search(r"ticks [\d,]+", text)
+        except Exception:
+            page.screenshot(path=str(SCREENSHOT.with_name("jupyterlab_failure.png")))
+            SCREENSHOT.with_name("jupyterlab_failure.html").write_text(page.content())
+            raise
+        finally:
+            browser.close()
