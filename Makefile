@@ -28,3 +28,8 @@ test: lint
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# Benchmarks (issue 8): not part of `make test`. BENCH=hot_path,replay selects; BENCH_ARGS=--quick.
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) benchmarks/run.py $(BENCH) $(BENCH_ARGS)
