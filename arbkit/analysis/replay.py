@@ -13,10 +13,12 @@ as it stands at that event (no wall-clock sleeps), so the same input gives the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
+import gc
 import itertools
 import multiprocessing as mp
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,20 @@ def con_id_map_for(
     return out
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Building millions of long-lived, acyclic objects (events, ticks) triggers full
+    collections that re-walk everything built so far; nothing here makes cycles, so the
+    collector is paused meanwhile (refcounting still frees everything)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def prepare(
     events: Iterable[CaptureEvent],
     symbol_map: SymbolMap,
@@ -73,6 +89,17 @@ def prepare(
     )
     ibn = IbkrNormalizer(con_id_map if con_id_map is not None else con_id_map_for(symbol_map))
     out = PreparedCapture([], source=source)
+    with _gc_paused():
+        _prepare_into(out, events, kn, ibn)
+    return out
+
+
+def _prepare_into(
+    out: PreparedCapture,
+    events: Iterable[CaptureEvent],
+    kn: KalshiNormalizer,
+    ibn: IbkrNormalizer,
+) -> None:
     for ev in events:
         out.events += 1
         if ev.venue == "kalshi" and ev.raw is not None:
@@ -84,11 +111,12 @@ def prepare(
             ticks = ibn.on_quote(ev.con_id, ev.bid, ev.bid_size, ev.ask, ev.ask_size, ev.t)
             if ticks:
                 out.batches.append((ev.t, Venue.IBKR, ticks))
-    return out
 
 
 def prepare_file(path: str | Path, symbol_map: SymbolMap, **kw: Any) -> PreparedCapture:
-    return prepare(load_capture(path), symbol_map, source=str(path), **kw)
+    with _gc_paused():
+        events = load_capture(path)
+    return prepare(events, symbol_map, source=str(path), **kw)
 
 
 @dataclass(slots=True)
