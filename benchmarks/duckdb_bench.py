@@ -178,9 +178,8 @@ def run(quick: bool = False) -> list[Figure]:
         if not (pq_dir / "spreads.parquet").exists():
             pq_dir.mkdir(parents=True, exist_ok=True)
             t0 = time.perf_counter()
-            con.execute(
-                f"COPY (SELECT * FROM db.spreads) TO '{pq_dir / 'spreads.parquet'}' (FORMAT PARQUET)"
-            )
+            out = pq_dir / "spreads.parquet"
+            con.execute(f"COPY (SELECT * FROM db.spreads) TO '{out}' (FORMAT PARQUET)")
             build_s += time.perf_counter() - t0
         for v in duckdb_views("db"):
             con.execute(v)

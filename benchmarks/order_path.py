@@ -94,7 +94,7 @@ async def _bench(rounds: int, db: bool) -> dict[str, Any]:
                 n_exec = len(mon.recent_executions)
                 n_hook = len(hook_ns)
                 dislocate()
-                ok = await _wait(lambda: len(mon.recent_executions) > n_exec, 5)
+                ok = await _wait(lambda n=n_exec: len(mon.recent_executions) > n, 5)
                 if ok:
                     rec = mon.recent_executions[-1]
                     records.append(rec)
