@@ -120,6 +120,15 @@ class DetectionPipeline:
             self._evaluate(b, now_ns, res)
         return res
 
+    def evaluate_books(self, books: Iterable[SymbolBook], now_ns: int) -> PipelineResult:
+        """Evaluate books already updated elsewhere (a sweep shares one book between
+        parameter sets); the same episode logic as ``on_ticks``."""
+        res = PipelineResult()
+        if not self.paused:
+            for b in books:
+                self._evaluate(b, now_ns, res)
+        return res
+
     def reevaluate_all(self, now_ns: int) -> PipelineResult:
         """Periodic sweep: ends episodes whose quotes went stale without a new tick."""
         res = PipelineResult()
