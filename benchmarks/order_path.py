@@ -91,6 +91,8 @@ async def _bench(rounds: int, db: bool) -> dict[str, Any]:
             records: list[Any] = []
             decide_to_bytes: list[int] = []
             for _ in range(rounds):
+                if mon.kill_switch:
+                    break
                 n_exec = len(mon.recent_executions)
                 n_hook = len(hook_ns)
                 dislocate()
@@ -101,8 +103,22 @@ async def _bench(rounds: int, db: bool) -> dict[str, Any]:
                     if len(hook_ns) > n_hook:
                         decide_to_bytes.append(hook_ns[n_hook] - rec.stages_ns["decided"])
                 calm()
-                await asyncio.sleep(0.25)
+                await asyncio.sleep(1.1)  # past the re-decision interval and an episode sweep
+            sign_ns = []
+            auth = venues.auth
+            assert auth is not None
+            for _ in range(200):
+                t0 = time.perf_counter_ns()
+                auth.headers("POST", "/trade-api/v2/portfolio/events/orders")
+                sign_ns.append(time.perf_counter_ns() - t0)
+            reasons: dict[str, int] = {}
+            for o in mon.recent_opportunities:
+                k = f"{o.decision}:{o.reason}" if o.reason else o.decision
+                reasons[k] = reasons.get(k, 0) + 1
             return {
+                "reasons": reasons,
+                "sign_ns": sign_ns,
+                "kill_reason": mon.executor.state.kill_reason if mon.executor else "",
                 "records": records,
                 "decide_to_bytes": decide_to_bytes,
                 "latency": mon.latency.summary(),
@@ -116,7 +132,7 @@ async def _bench(rounds: int, db: bool) -> dict[str, Any]:
 
 def run(quick: bool = False) -> list[Figure]:
     logging.getLogger("arbkit").setLevel(logging.ERROR)
-    rounds = 8 if quick else 30
+    rounds = 6 if quick else 20
     figs: list[Figure] = []
     for db in (True, False):
         got = asyncio.run(_bench(rounds, db))
@@ -134,7 +150,9 @@ def run(quick: bool = False) -> list[Figure]:
             if "leg1_submit" in r.stages_ns
         ]
         states = got["states"]
-        note = f"{len(recs)}/{rounds} executions, states {sorted(set(states))}"
+        note = f"{len(recs)}/{rounds} executions, states {sorted(set(states))}, {got['reasons']}"
+        if got["kill"]:
+            note += f"; kill switch: {got['kill_reason']}"
         a, b = lat_us(d2b) if d2b else (float("nan"), float("nan"))
         figs.append(
             Figure(
@@ -167,4 +185,15 @@ def run(quick: bool = False) -> list[Figure]:
                 note=f"{len(l1l2)} leg-2 submits",
             )
         )
+    s50, s99 = lat_us(got["sign_ns"])
+    figs.append(
+        Figure(
+            "order_path",
+            "  of which: RSA-PSS request signing",
+            "µs",
+            median=s50,
+            p99=s99,
+            note="KalshiAuth.headers, 200 calls",
+        )
+    )
     return figs

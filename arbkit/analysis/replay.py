@@ -428,11 +428,11 @@ def _run_chunk(chunk: list[dict[str, str]]) -> list[SweepRow]:
     return [SweepRow(p, r) for p, r in zip(chunk, results, strict=True)]
 
 
-def _chunks(combos: list[dict[str, str]], jobs: int) -> list[list[dict[str, str]]]:
-    """A few chunks per worker: one replay pass per chunk, progress per chunk."""
-    n = max(1, min(len(combos), 2 * max(1, jobs)))
-    size = -(-len(combos) // n)
-    return [combos[i : i + size] for i in range(0, len(combos), size)]
+def _chunks(n_combos: int, jobs: int) -> list[list[int]]:
+    """One chunk (one replay pass) per worker; round-robin, so that neighbouring (similar,
+    similarly costly) combinations spread over the workers."""
+    n = max(1, min(n_combos, jobs))
+    return [list(range(i, n_combos, n)) for i in range(n)]
 
 
 def sweep(
@@ -452,23 +452,27 @@ def sweep(
     _PREPARED, _SWEEP_CTX = prepared, (symbol_map, base)
     rows: list[SweepRow] = []
     try:
-        chunks = _chunks(combos, jobs)
-        if jobs <= 1 or len(chunks) == 1:
-            for chunk in chunks:
-                rows += _run_chunk(chunk)
-                if progress:
-                    progress(len(rows), len(combos))
+        chunks = _chunks(len(combos), jobs)
+        work = [[combos[i] for i in chunk] for chunk in chunks]
+        by_index: dict[int, SweepRow] = {}
+        if len(chunks) == 1:
+            got_all = iter([_run_chunk(work[0])])
+            pool = None
         else:
-            ctx = mp.get_context("fork")
             gc.freeze()  # children share the prepared capture without gc touching its pages
-            try:
-                with ctx.Pool(jobs) as pool:
-                    for got in pool.imap(_run_chunk, chunks):
-                        rows += got
-                        if progress:
-                            progress(len(rows), len(combos))
-            finally:
+            pool = mp.get_context("fork").Pool(len(chunks))
+            got_all = pool.imap(_run_chunk, work)
+        try:
+            for chunk, got in zip(chunks, got_all, strict=True):
+                by_index.update(zip(chunk, got, strict=True))
+                if progress:
+                    progress(len(by_index), len(combos))
+        finally:
+            if pool is not None:
+                pool.terminate()  # every result is in (or we are failing): stop the workers
+                pool.join()
                 gc.unfreeze()
+        rows = [by_index[i] for i in range(len(combos))]
     finally:
         _PREPARED = _SWEEP_CTX = None
     return rows
