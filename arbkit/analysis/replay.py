@@ -27,7 +27,7 @@ from typing import Any
 from arbkit.arbitrage.arbitrage import ArbitrageDetector
 from arbkit.arbitrage.fee_model import FeeModel
 from arbkit.arbitrage.pipeline import DetectionPipeline
-from arbkit.book.order_book import CentralOrderBook, SymbolBook
+from arbkit.book.order_book import CentralOrderBook, Combo, SymbolBook
 from arbkit.config.execution_loader import DetectorParams, ExecutionConfig, apply_overrides
 from arbkit.config.loader import SymbolMap
 from arbkit.execution.executor import Decision, Executor
@@ -336,18 +336,27 @@ async def replay_many(
                 dirty.append(b)
         if not dirty:
             continue
-        hits = dirty if probe is None else [b for b in dirty if probe.evaluate(b, t, alive)]
+        every: list[tuple[SymbolBook, tuple[Combo, ...] | None]] = [(b, None) for b in dirty]
+        hits: list[tuple[SymbolBook, set[str]]] = []
+        if probe is not None:
+            for b in dirty:
+                labels = {o.combo for o in probe.evaluate(b, t, alive)}
+                hits.append((b, labels))
         for pipe, ex, res in runs:
-            books = dirty
-            if hits is not dirty:
+            books = every
+            if probe is not None:
+                # Skipping a combination no parameter set can trade and with no open
+                # episode changes nothing: it would neither decide nor end anything.
                 eps = pipe.episodes
-                # Skipping a book with no possible opportunity and no open episode changes
-                # nothing: its evaluation would neither decide nor end anything.
-                books = [
-                    b
-                    for b in dirty
-                    if b in hits or (eps and any((b.symbol, c.label) in eps for c in b.combos))
-                ]
+                books = []
+                for b, labels in hits:
+                    if not labels and not eps:
+                        continue
+                    combos = tuple(
+                        c for c in b.combos if c.label in labels or (b.symbol, c.label) in eps
+                    )
+                    if combos:
+                        books.append((b, combos))
                 if not books:
                     continue
             out = pipe.evaluate_books(books, t)
