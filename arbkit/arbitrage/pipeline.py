@@ -105,12 +105,15 @@ class DetectionPipeline:
 
     def on_ticks(self, ticks: Iterable[NormalizedTick], now_ns: int) -> PipelineResult:
         book = self.book
+        books = book.books
         dirty: list[SymbolBook] = []
         n = 0
-        for t in ticks:
+        for t in ticks:  # CentralOrderBook.apply inlined (hot path)
             n += 1
-            b = book.apply(t)
-            if b is not None and b not in dirty:
+            b = books.get(t.symbol)
+            if b is None:
+                book.unknown_symbol_ticks += 1
+            elif b.apply(t) and b not in dirty:
                 dirty.append(b)
         self.ticks += n
         res = PipelineResult()
