@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from arbkit.config.loader import SymbolMap, load_symbol_map
-from arbkit.model import PRICE_SCALE, Outcome, Venue, price_str, qty_str
+from arbkit.model import Venue, price_str, qty_str
 from arbkit.sim.kalshi_exchange import KalshiExchange
 from arbkit.sim.market_model import MarketModel, generate_universe
 from arbkit.sim.tws_server import TwsServer
@@ -161,4 +161,3 @@ def generate(fh: Any, n_events: int, n_symbols: int, seed: int, sym_path: Path) 
             lines.clear()
     keep = n_events - written
     fh.write(b"".join(lines[:keep]))
-    assert PRICE_SCALE and Outcome  # (imported for readers of the frame format)
