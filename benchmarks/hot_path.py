@@ -207,6 +207,7 @@ def run(quick: bool = False) -> list[Figure]:
         lat, decisions, evaluated, _ = _loop(kn, pipe, frames)
     finally:
         gc.enable()
+    lat_gc, _, _, _ = _loop(kn, pipe, gen.stream(n // 2))  # the same with gc on
     third = len(more) // 3  # gc on, no per-message timer; median of three runs
     rate = sorted(_throughput(kn, pipe, more[i * third : (i + 1) * third]) for i in range(3))[1]
     assert kn.bad_frames == 0 and kn.gaps == 0, (kn.bad_frames, kn.gaps)
@@ -226,6 +227,12 @@ def run(quick: bool = False) -> list[Figure]:
             extra={"decisions": decisions, "evaluations": evaluated},
         )
     ]
+    g50, g99 = lat_us([x for v in lat_gc.values() for x in v])
+    figs.append(
+        Figure(
+            "hot_path", "  all frames, gc on", "µs", median=g50, p99=g99, note=f"{n // 2:,} msgs"
+        )
+    )
     for k in ("deep", "top", "opp"):
         a, b = lat_us(lat[k])
         figs.append(
