@@ -199,6 +199,7 @@ def run(quick: bool = False) -> list[Figure]:
     kn, pipe, gen = build()
     warm = gen.stream(20_000)
     frames = gen.stream(n)
+    gc_frames = gen.stream(n // 2)
     more = [raw for _, raw in gen.stream(n)]
     _loop(kn, pipe, warm)
     gc.collect()
@@ -207,7 +208,7 @@ def run(quick: bool = False) -> list[Figure]:
         lat, decisions, evaluated, _ = _loop(kn, pipe, frames)
     finally:
         gc.enable()
-    lat_gc, _, _, _ = _loop(kn, pipe, gen.stream(n // 2))  # the same with gc on
+    lat_gc, _, _, _ = _loop(kn, pipe, gc_frames)  # the same with gc on
     third = len(more) // 3  # gc on, no per-message timer; median of three runs
     rate = sorted(_throughput(kn, pipe, more[i * third : (i + 1) * third]) for i in range(3))[1]
     assert kn.bad_frames == 0 and kn.gaps == 0, (kn.bad_frames, kn.gaps)
