@@ -37,3 +37,8 @@ test: lint browser-deps
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# Benchmarks (issue 8): not part of `make test`. BENCH=hot_path,replay selects; BENCH_ARGS=--quick.
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) benchmarks/run.py $(BENCH) $(BENCH_ARGS)

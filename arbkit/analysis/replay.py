@@ -13,17 +13,22 @@ as it stands at that event (no wall-clock sleeps), so the same input gives the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
+import dataclasses
+import gc
 import itertools
 import multiprocessing as mp
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arbkit.arbitrage.arbitrage import ArbitrageDetector
 from arbkit.arbitrage.fee_model import FeeModel
 from arbkit.arbitrage.pipeline import DetectionPipeline
-from arbkit.config.execution_loader import ExecutionConfig, apply_overrides
+from arbkit.book.order_book import CentralOrderBook, Combo, SymbolBook
+from arbkit.config.execution_loader import DetectorParams, ExecutionConfig, apply_overrides
 from arbkit.config.loader import SymbolMap
 from arbkit.execution.executor import Decision, Executor
 from arbkit.execution.journal import ExecState, Journal, MemoryJournal
@@ -60,6 +65,20 @@ def con_id_map_for(
     return out
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Building millions of long-lived, acyclic objects (events, ticks) triggers full
+    collections that re-walk everything built so far; nothing here makes cycles, so the
+    collector is paused meanwhile (refcounting still frees everything)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def prepare(
     events: Iterable[CaptureEvent],
     symbol_map: SymbolMap,
@@ -73,6 +92,17 @@ def prepare(
     )
     ibn = IbkrNormalizer(con_id_map if con_id_map is not None else con_id_map_for(symbol_map))
     out = PreparedCapture([], source=source)
+    with _gc_paused():
+        _prepare_into(out, events, kn, ibn)
+    return out
+
+
+def _prepare_into(
+    out: PreparedCapture,
+    events: Iterable[CaptureEvent],
+    kn: KalshiNormalizer,
+    ibn: IbkrNormalizer,
+) -> None:
     for ev in events:
         out.events += 1
         if ev.venue == "kalshi" and ev.raw is not None:
@@ -84,11 +114,12 @@ def prepare(
             ticks = ibn.on_quote(ev.con_id, ev.bid, ev.bid_size, ev.ask, ev.ask_size, ev.t)
             if ticks:
                 out.batches.append((ev.t, Venue.IBKR, ticks))
-    return out
 
 
 def prepare_file(path: str | Path, symbol_map: SymbolMap, **kw: Any) -> PreparedCapture:
-    return prepare(load_capture(path), symbol_map, source=str(path), **kw)
+    with _gc_paused():
+        events = load_capture(path)
+    return prepare(events, symbol_map, source=str(path), **kw)
 
 
 @dataclass(slots=True)
@@ -109,9 +140,25 @@ class ReplayResult:
     max_exposure: Money = Money(0)
     episodes_ended: int = 0
     decisions: list[tuple[int, str, str, int, int]] = field(default_factory=list)
+    executions: list[tuple[str, str, int, int, int]] = field(default_factory=list)
     starts: list[tuple[int, str, str, int, int, int, int]] = field(default_factory=list)
     observed: set[tuple[str, str, int, int, int, int]] = field(default_factory=set)
-    executions: list[tuple[str, str, int, int, int]] = field(default_factory=list)
+
+    def count(self, t: int, found: int, started: list[Opportunity]) -> None:
+        self.opportunities += found
+        self.episodes += len(started)
+        for o in started:
+            self.starts.append(
+                (
+                    t,
+                    o.symbol,
+                    o.combo,
+                    o.contracts,
+                    o.expected_profit,
+                    o.kalshi.limit_price,
+                    o.ibkr.limit_price,
+                )
+            )
 
 
 class _Clock:
@@ -127,24 +174,16 @@ class _Clock:
 OnDecision = Callable[[Opportunity, str, str, str | None], int | None]
 
 
-async def replay(
-    prepared: PreparedCapture,
-    symbol_map: SymbolMap,
+def _executor(
     config: ExecutionConfig,
-    *,
-    journal: Journal | None = None,
-    on_decision: OnDecision | None = None,
-    on_spread: Callable[[Any], object] | None = None,
-    spread_interval_ms: int = 1_000,
-    progress: Callable[[int], None] | None = None,
-    collect_observations: bool = False,
-) -> ReplayResult:
-    """Replay prepared batches; ``mode`` monitor only logs, paper/live both paper-fill."""
-    clock = _Clock()
-    pipe = DetectionPipeline(symbol_map, config.fees, config.detector)
+    symbol_map: SymbolMap,
+    book: CentralOrderBook,
+    clock: _Clock,
+    journal: Journal,
+) -> Executor:
+    """An executor whose two venues paper-fill from ``book`` as it stands at ``clock``."""
     fees = FeeModel(config.fees)
     series = {n: s.kalshi_series for n, s in symbol_map.symbols.items()}
-    book = pipe.book
 
     def view(venue: Venue) -> Callable[[str, Outcome], list[tuple[Price, Qty]]]:
         def v(symbol: str, outcome: Outcome) -> list[tuple[Price, Qty]]:
@@ -164,17 +203,79 @@ async def replay(
         whole_contracts=True,
     )
     mode = Mode.MONITOR if config.mode is Mode.MONITOR else Mode.PAPER
-    ex = Executor(
+    return Executor(
         config,
         symbol_map,
         kalshi,
         ibkr,
-        journal or MemoryJournal(),
+        journal,
         quote=lambda s, v, o: view(v)(s, o),
         clock=clock,
         mode=mode,
         id_prefix="rp",
     )
+
+
+async def _decide(
+    t: int,
+    decide: list[Opportunity],
+    ex: Executor,
+    res: ReplayResult,
+    on_decision: OnDecision | None,
+) -> None:
+    """Decide (and paper-execute) one batch's opportunities, in order."""
+    mode = ex.mode
+    for opp in decide:
+        res.decisions_taken += 1
+        got = ex.begin(opp)
+        if isinstance(got, Decision):
+            decision = "logged" if mode is Mode.MONITOR else "skipped"
+            oid = on_decision(opp, decision, got.reason, None) if on_decision else None
+            res.decisions.append((t, opp.symbol, decision, opp.contracts, opp.expected_profit))
+            continue
+        oid = on_decision(opp, "executed", "", got.execution_id) if on_decision else None
+        got.opportunity_id = oid
+        res.decisions.append((t, opp.symbol, "executed", opp.contracts, opp.expected_profit))
+        res.executed += 1
+        rec = await ex.run(got)
+        res.executions.append(
+            (
+                rec.execution_id,
+                rec.state.value,
+                rec.planned_qty,
+                rec.realized_pnl,
+                rec.hedge_cost,
+            )
+        )
+        res.realized_pnl = Money(res.realized_pnl + rec.realized_pnl)
+        res.expected_profit = Money(res.expected_profit + rec.expected_profit)
+        res.hedge_cost = Money(res.hedge_cost + rec.hedge_cost)
+        res.contracts_filled += sum(o.filled_qty for o in rec.orders) // 100
+        if rec.state is ExecState.DONE:
+            res.executions_done += 1
+        elif rec.state is ExecState.HEDGED:
+            res.executions_hedged += 1
+        elif rec.state is ExecState.UNHEDGED:
+            res.executions_unhedged += 1
+        res.max_exposure = Money(max(res.max_exposure, ex.state.exposure))
+
+
+async def replay(
+    prepared: PreparedCapture,
+    symbol_map: SymbolMap,
+    config: ExecutionConfig,
+    *,
+    journal: Journal | None = None,
+    on_decision: OnDecision | None = None,
+    on_spread: Callable[[Any], object] | None = None,
+    spread_interval_ms: int = 1_000,
+    progress: Callable[[int], None] | None = None,
+    collect_observations: bool = False,
+) -> ReplayResult:
+    """Replay prepared batches; ``mode`` monitor only logs, paper/live both paper-fill."""
+    clock = _Clock()
+    pipe = DetectionPipeline(symbol_map, config.fees, config.detector)
+    ex = _executor(config, symbol_map, pipe.book, clock, journal or MemoryJournal())
     res = ReplayResult(events=prepared.events)
     next_spread = 0
     interval = spread_interval_ms * 1_000_000
@@ -185,24 +286,7 @@ async def replay(
         out = pipe.on_ticks(ticks, t)
         res.batches += 1
         res.episodes_ended += len(out.ended)
-        res.opportunities += out.found
-        res.episodes += len(out.started)
-        for o in out.started:
-            res.starts.append(
-                (
-                    t,
-                    o.symbol,
-                    o.combo,
-                    o.contracts,
-                    o.expected_profit,
-                    o.kalshi.limit_price,
-                    o.ibkr.limit_price,
-                )
-            )
-        if on_spread is not None and t >= next_spread:
-            next_spread = t + interval
-            for sym in symbols:
-                on_spread(pipe.spread(sym, t))
+        res.count(t, out.found, out.started)
         if collect_observations:
             for o in pipe.last_found:
                 res.observed.add(
@@ -215,42 +299,108 @@ async def replay(
                         o.ibkr.limit_price,
                     )
                 )
-        for opp in out.decide:
-            res.decisions_taken += 1
-            got = ex.begin(opp)
-            if isinstance(got, Decision):
-                decision = "logged" if mode is Mode.MONITOR else "skipped"
-                oid = on_decision(opp, decision, got.reason, None) if on_decision else None
-                res.decisions.append((t, opp.symbol, decision, opp.contracts, opp.expected_profit))
-                continue
-            oid = on_decision(opp, "executed", "", got.execution_id) if on_decision else None
-            got.opportunity_id = oid
-            res.decisions.append((t, opp.symbol, "executed", opp.contracts, opp.expected_profit))
-            res.executed += 1
-            rec = await ex.run(got)
-            res.executions.append(
-                (
-                    rec.execution_id,
-                    rec.state.value,
-                    rec.planned_qty,
-                    rec.realized_pnl,
-                    rec.hedge_cost,
-                )
-            )
-            res.realized_pnl = Money(res.realized_pnl + rec.realized_pnl)
-            res.expected_profit = Money(res.expected_profit + rec.expected_profit)
-            res.hedge_cost = Money(res.hedge_cost + rec.hedge_cost)
-            res.contracts_filled += sum(o.filled_qty for o in rec.orders) // 100
-            if rec.state is ExecState.DONE:
-                res.executions_done += 1
-            elif rec.state is ExecState.HEDGED:
-                res.executions_hedged += 1
-            elif rec.state is ExecState.UNHEDGED:
-                res.executions_unhedged += 1
-            res.max_exposure = Money(max(res.max_exposure, ex.state.exposure))
+        if on_spread is not None and t >= next_spread:
+            next_spread = t + interval
+            for sym in symbols:
+                on_spread(pipe.spread(sym, t))
+        if out.decide:
+            await _decide(t, out.decide, ex, res, on_decision)
         if progress is not None and i % 10_000 == 0:
             progress(i)
     return res
+
+
+def _loosest(configs: Sequence[ExecutionConfig]) -> DetectorParams | None:
+    """Detector parameters under which an opportunity exists whenever one exists under any
+    of ``configs`` (lowest min edge and min return, highest caps and quote age), or None
+    when the configs differ in something that bound does not cover (e.g. fees)."""
+    first = configs[0]
+    if any(c.fees != first.fees for c in configs):
+        return None
+    merge = {
+        "min_edge_usd": min,
+        "max_contracts_per_trade": max,
+        "max_notional_usd_per_trade": max,
+        "min_annualized_return_bps": min,
+        "max_quote_age_ms": max,
+    }
+    loose: dict[str, Any] = {}
+    for f in dataclasses.fields(DetectorParams):
+        values = [getattr(c.detector, f.name) for c in configs]
+        if f.name in merge:
+            loose[f.name] = merge[f.name](values)
+        elif any(v != values[0] for v in values):
+            return None
+    return DetectorParams(**loose)
+
+
+async def replay_many(
+    prepared: PreparedCapture, symbol_map: SymbolMap, configs: Sequence[ExecutionConfig]
+) -> list[ReplayResult]:
+    """``replay`` of every config in one pass, same results as one replay per config.
+
+    Books do not depend on parameters (paper fills never change them), so the ticks are
+    applied once to a shared book; each config keeps its own episodes, executor and paper
+    venues. When the configs differ only in detector parameters, a book is first
+    evaluated once with the loosest of them (the detector is exact, so if that finds
+    nothing no config can): only then, or to end open episodes, is each config evaluated.
+    """
+    clock = _Clock()
+    shared = CentralOrderBook(symbol_map)
+    alive: dict[Venue, int] = {}
+    pipes: list[DetectionPipeline] = []
+    runs: list[tuple[DetectionPipeline, Executor, ReplayResult]] = []
+    for cfg in configs:
+        pipe = DetectionPipeline(symbol_map, cfg.fees, cfg.detector)
+        pipe.book = shared
+        pipe.venue_alive_ns = alive
+        pipes.append(pipe)
+        ex = _executor(cfg, symbol_map, shared, clock, MemoryJournal())
+        runs.append((pipe, ex, ReplayResult(events=prepared.events)))
+    loose = _loosest(configs) if configs else None
+    probe = ArbitrageDetector(FeeModel(configs[0].fees), loose) if loose is not None else None
+    apply = shared.apply
+    for t, venue, ticks in prepared.batches:
+        clock.now = t
+        alive[venue] = t
+        dirty: list[SymbolBook] = []
+        for tick in ticks:
+            b = apply(tick)
+            if b is not None and b not in dirty:
+                dirty.append(b)
+        if not dirty:
+            continue
+        every: list[tuple[SymbolBook, tuple[Combo, ...] | None]] = [(b, None) for b in dirty]
+        hits: list[tuple[SymbolBook, set[str]]] = []
+        if probe is not None:
+            for b in dirty:
+                labels = {o.combo for o in probe.evaluate(b, t, alive)}
+                hits.append((b, labels))
+        for pipe, ex, res in runs:
+            books = every
+            if probe is not None:
+                # Skipping a combination no parameter set can trade and with no open
+                # episode changes nothing: it would neither decide nor end anything.
+                eps = pipe.episodes
+                books = []
+                for b, labels in hits:
+                    if not labels and not eps:
+                        continue
+                    combos = tuple(
+                        c for c in b.combos if c.label in labels or (b.symbol, c.label) in eps
+                    )
+                    if combos:
+                        books.append((b, combos))
+                if not books:
+                    continue
+            out = pipe.evaluate_books(books, t)
+            res.episodes_ended += len(out.ended)
+            res.count(t, out.found, out.started)
+            if out.decide:
+                await _decide(t, out.decide, ex, res, None)
+    for _, _, res in runs:
+        res.batches = len(prepared.batches)
+    return [res for _, _, res in runs]
 
 
 # ------------------------------------------------------------------- sweep ---------
@@ -316,11 +466,19 @@ def combinations(grid: dict[str, list[str]]) -> list[dict[str, str]]:
     ]
 
 
-def _run_one(params: dict[str, str]) -> SweepRow:
+def _run_chunk(chunk: list[dict[str, str]]) -> list[SweepRow]:
     assert _PREPARED is not None and _SWEEP_CTX is not None
     symbol_map, base = _SWEEP_CTX
-    cfg = apply_overrides(base, params, "--grid")
-    return SweepRow(params, asyncio.run(replay(_PREPARED, symbol_map, cfg)))
+    cfgs = [apply_overrides(base, params, "--grid") for params in chunk]
+    results = asyncio.run(replay_many(_PREPARED, symbol_map, cfgs))
+    return [SweepRow(p, r) for p, r in zip(chunk, results, strict=True)]
+
+
+def _chunks(n_combos: int, jobs: int) -> list[list[int]]:
+    """One chunk (one replay pass) per worker; round-robin, so that neighbouring (similar,
+    similarly costly) combinations spread over the workers."""
+    n = max(1, min(n_combos, jobs))
+    return [list(range(i, n_combos, n)) for i in range(n)]
 
 
 def sweep(
@@ -340,18 +498,27 @@ def sweep(
     _PREPARED, _SWEEP_CTX = prepared, (symbol_map, base)
     rows: list[SweepRow] = []
     try:
-        if jobs <= 1 or len(combos) == 1:
-            for i, c in enumerate(combos):
-                rows.append(_run_one(c))
-                if progress:
-                    progress(i + 1, len(combos))
+        chunks = _chunks(len(combos), jobs)
+        work = [[combos[i] for i in chunk] for chunk in chunks]
+        by_index: dict[int, SweepRow] = {}
+        if len(chunks) == 1:
+            got_all = iter([_run_chunk(work[0])])
+            pool = None
         else:
-            ctx = mp.get_context("fork")
-            with ctx.Pool(jobs) as pool:
-                for i, row in enumerate(pool.imap(_run_one, combos)):
-                    rows.append(row)
-                    if progress:
-                        progress(i + 1, len(combos))
+            gc.freeze()  # children share the prepared capture without gc touching its pages
+            pool = mp.get_context("fork").Pool(len(chunks))
+            got_all = pool.imap(_run_chunk, work)
+        try:
+            for chunk, got in zip(chunks, got_all, strict=True):
+                by_index.update(zip(chunk, got, strict=True))
+                if progress:
+                    progress(len(by_index), len(combos))
+        finally:
+            if pool is not None:
+                pool.terminate()  # every result is in (or we are failing): stop the workers
+                pool.join()
+                gc.unfreeze()
+        rows = [by_index[i] for i in range(len(combos))]
     finally:
         _PREPARED = _SWEEP_CTX = None
     return rows

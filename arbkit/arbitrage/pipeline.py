@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from arbkit.arbitrage.arbitrage import ArbitrageDetector
 from arbkit.arbitrage.fee_model import FeeModel
-from arbkit.book.order_book import CentralOrderBook, SymbolBook
+from arbkit.book.order_book import CentralOrderBook, Combo, SymbolBook
 from arbkit.config.execution_loader import DetectorParams, FeeParams
 from arbkit.config.loader import SymbolMap
 from arbkit.model import PRICE_SCALE, NormalizedTick, Opportunity, Outcome, Price, Qty, Venue
@@ -108,12 +108,15 @@ class DetectionPipeline:
 
     def on_ticks(self, ticks: Iterable[NormalizedTick], now_ns: int) -> PipelineResult:
         book = self.book
+        books = book.books
         dirty: list[SymbolBook] = []
         n = 0
-        for t in ticks:
+        for t in ticks:  # CentralOrderBook.apply inlined (hot path)
             n += 1
-            b = book.apply(t)
-            if b is not None and b not in dirty:
+            b = books.get(t.symbol)
+            if b is None:
+                book.unknown_symbol_ticks += 1
+            elif b.apply(t) and b not in dirty:
                 dirty.append(b)
         self.ticks += n
         res = PipelineResult()
@@ -124,6 +127,19 @@ class DetectionPipeline:
             self._evaluate(b, now_ns, res)
         return res
 
+    def evaluate_books(
+        self, books: Iterable[tuple[SymbolBook, tuple[Combo, ...] | None]], now_ns: int
+    ) -> PipelineResult:
+        """Evaluate books already updated elsewhere (a sweep shares one book between
+        parameter sets), each for the given combinations (None: both); the same episode
+        logic as ``on_ticks``. Leaving out a combination is only correct when its
+        evaluation could neither find an opportunity nor end an episode."""
+        res = PipelineResult()
+        if not self.paused:
+            for b, combos in books:
+                self._evaluate(b, now_ns, res, combos)
+        return res
+
     def reevaluate_all(self, now_ns: int) -> PipelineResult:
         """Periodic sweep: ends episodes whose quotes went stale without a new tick."""
         res = PipelineResult()
@@ -132,13 +148,27 @@ class DetectionPipeline:
                 self._evaluate(b, now_ns, res)
         return res
 
-    def _evaluate(self, b: SymbolBook, now_ns: int, res: PipelineResult) -> None:
+    def _evaluate(
+        self,
+        b: SymbolBook,
+        now_ns: int,
+        res: PipelineResult,
+        combos: tuple[Combo, ...] | None = None,
+    ) -> None:
         self.evaluations += 1
         res.evaluated += 1
-        found = {o.combo: o for o in self.detector.evaluate(b, now_ns, self.venue_alive_ns)}
+        if combos is None:
+            combos = b.combos
+            found = {o.combo: o for o in self.detector.evaluate(b, now_ns, self.venue_alive_ns)}
+        else:
+            found = {}
+            for c in combos:
+                o = self.detector.evaluate_combo(b, c, now_ns, self.venue_alive_ns)
+                if o is not None:
+                    found[c.label] = o
         res.found += len(found)
         self.last_found.extend(found.values())
-        for combo in b.combos:
+        for combo in combos:
             key = (b.symbol, combo.label)
             ep = self.episodes.get(key)
             opp = found.get(combo.label)

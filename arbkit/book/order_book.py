@@ -23,6 +23,8 @@ from arbkit.model import (
     Venue,
 )
 
+_RESET = TickKind.RESET
+
 
 class AskLadder:
     """Price → size for one venue × outcome; prices kept sorted for best/walk."""
@@ -111,7 +113,7 @@ class SymbolBook:
     def apply(self, tick: NormalizedTick) -> bool:
         """Apply one tick; True if it may change the detector's answer."""
         self.version += 1
-        if tick.kind is TickKind.RESET:
+        if tick.kind is _RESET:
             outcomes = (tick.outcome,) if tick.outcome is not None else tuple(Outcome)
             for o in outcomes:
                 lad = self._ladders[(tick.venue, o)]
@@ -122,15 +124,25 @@ class SymbolBook:
         assert tick.outcome is not None
         key = (tick.venue, tick.outcome)
         lad = self._ladders[key]
-        lad.set(tick.price, tick.size)
+        price = tick.price
+        # AskLadder.set inlined (the hot path: one call per tick saved)
+        sizes = lad.sizes
+        size = tick.size
+        if size > 0:
+            if price not in sizes:
+                insort(lad.prices, price)
+            sizes[price] = size
+        elif price in sizes:
+            del sizes[price]
+            prices = lad.prices
+            del prices[bisect_left(prices, price)]
         lad.updated_ns = tick.recv_ts_ns
         lad.venue_ts_ns = tick.venue_ts_ns
         if not lad.valid:
             return False
         other = self._pair[key]
-        ob = other.best if other.valid else None
         # Relevant only if this price could pair profitably with the partner's best ask.
-        return ob is not None and tick.price + ob < PRICE_SCALE
+        return other.valid and bool(other.prices) and price + other.prices[0] < PRICE_SCALE
 
     def valid(self) -> bool:
         return all(lad.valid for lad in self._ladders.values())
