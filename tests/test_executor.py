@@ -17,7 +17,7 @@ from arbkit.execution.journal import ExecState, Leg, MemoryJournal
 from arbkit.execution.paper import PaperVenue
 from arbkit.execution.risk import residual_exposure
 from arbkit.execution.venue import OrderRequest, TimeInForce
-from arbkit.model import Mode, Opportunity, Outcome, Price, Qty, Venue
+from arbkit.model import Mode, NormalizedTick, Opportunity, Outcome, Price, Qty, Venue
 
 from .conftest import NOW_NS, make_spec
 from .test_order_book import lvl, snapshot
@@ -66,6 +66,16 @@ class Rig:
         self.cob.apply_batch(snapshot(Venue.KALSHI, k))
         self.cob.apply_batch(snapshot(Venue.IBKR, f))
 
+    def during_leg1(self, *ticks: NormalizedTick) -> None:
+        """Apply ``ticks`` while leg 1 is in flight (the paper Kalshi venue's latency)."""
+
+        async def race(_: float) -> None:
+            for t in ticks:
+                self.cob.apply(t)
+
+        self.kalshi.latency_ms = 1
+        self.kalshi._sleep = race
+
     def opportunity(self) -> Opportunity:
         [opp] = self.det.evaluate(self.cob["SYM"], NOW_NS)
         return opp
@@ -108,7 +118,7 @@ async def test_leg1_unfilled_sends_nothing_else() -> None:
     rig = Rig()
     rig.books(K, F)
     opp = rig.opportunity()
-    rig.cob.apply(lvl(Venue.KALSHI, Outcome.YES, 4000, 0))
+    rig.during_leg1(lvl(Venue.KALSHI, Outcome.YES, 4000, 0))  # gone before leg 1 lands
     ex = await rig.ex.execute(opp)
     assert ex is not None and ex.state is ExecState.DONE
     assert [o.leg for o in rig.journal.orders.values()] == [Leg.LEG1]
@@ -123,11 +133,12 @@ async def test_leg2_failure_is_hedged(fault: str) -> None:
     if fault == "reject":
         rig.ibkr.reject_next = "Order rejected - reason: test"
     elif fault == "partial":
-        rig.cob.apply(lvl(Venue.IBKR, Outcome.NO, 5000, 300))
+        rig.during_leg1(lvl(Venue.IBKR, Outcome.NO, 5000, 300))
         rig.ex.config = replace(rig.cfg, execution=ExecutionParams(recheck_leg2_quote=False))
     else:
-        rig.cob.apply(lvl(Venue.IBKR, Outcome.NO, 5000, 0))
-        rig.cob.apply(lvl(Venue.IBKR, Outcome.NO, 5300, 1000))
+        rig.during_leg1(
+            lvl(Venue.IBKR, Outcome.NO, 5000, 0), lvl(Venue.IBKR, Outcome.NO, 5300, 1000)
+        )
     ex = await rig.ex.execute(opp)
     assert ex is not None and ex.state is ExecState.HEDGED, ex
     hedges = [o for o in rig.journal.orders.values() if o.leg is Leg.HEDGE]
@@ -141,12 +152,42 @@ async def test_leg2_failure_is_hedged(fault: str) -> None:
         assert rig.ibkr.orders_received == {}
 
 
+async def test_depth_gone_before_sending_skips_without_orders() -> None:
+    rig = Rig()
+    rig.books(K, F)
+    opp = rig.opportunity()
+    rig.cob.apply(lvl(Venue.IBKR, Outcome.NO, 5000, 300))  # leg 2 could not cover leg 1
+    d = rig.ex.check(opp)
+    assert not d.ok and "ibkr depth" in d.reason
+    rig.cob.apply(lvl(Venue.IBKR, Outcome.NO, 5000, 1000))
+    rig.cob.apply(lvl(Venue.KALSHI, Outcome.YES, 4000, 0))
+    assert "kalshi depth" in rig.ex.check(opp).reason
+    assert await rig.ex.execute(opp) is None
+    assert rig.kalshi.orders_received == {} and rig.ibkr.orders_received == {}
+
+
+async def test_own_paper_fills_are_not_traded_twice() -> None:
+    """A standing opportunity re-decided after our paper fill must not trade the same
+    liquidity again (the simulated venue cannot know about paper fills)."""
+    rig = Rig()
+    rig.ex.quote = lambda s, v, o: (rig.kalshi if v is Venue.KALSHI else rig.ibkr).effective_levels(
+        s, o
+    )
+    rig.books(K, F)
+    first = await rig.ex.execute(rig.opportunity())
+    assert first is not None and first.state is ExecState.DONE
+    rig.ex.state.last_execution_ns.clear()  # past the cooldown; the book still shows it
+    again = replace(rig.opportunity(), detected_ts_ns=NOW_NS + 5)
+    d = rig.ex.check(again)
+    assert not d.ok and "depth" in d.reason
+
+
 async def test_unhedgeable_trips_kill_switch_and_blocks() -> None:
     rig = Rig()
     rig.books(K, F)
     opp = rig.opportunity()
     rig.ibkr.reject_next = "rejected"
-    rig.cob.apply(lvl(Venue.KALSHI, Outcome.NO, 5900, 0))  # nothing to hedge with
+    rig.during_leg1(lvl(Venue.KALSHI, Outcome.NO, 5900, 0))  # nothing left to hedge with
     ex = await rig.ex.execute(opp)
     assert ex is not None and ex.state is ExecState.UNHEDGED
     assert rig.ex.state.kill_switch

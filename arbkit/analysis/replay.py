@@ -209,7 +209,7 @@ def _executor(
         kalshi,
         ibkr,
         journal,
-        quote=lambda s, v, o: view(v)(s, o),
+        quote=lambda s, v, o: (kalshi if v is Venue.KALSHI else ibkr).effective_levels(s, o),
         clock=clock,
         mode=mode,
         id_prefix="rp",

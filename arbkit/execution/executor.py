@@ -173,6 +173,14 @@ class Executor:
             return Decision(False, reason, breach)
         if self.mode is Mode.MONITOR:
             return Decision(False, "monitor mode: logged only")
+        # The quote source is the book as the venue would show it now (for paper: net of
+        # our own paper fills, which the simulated venue cannot know about).
+        k_depth = self._depth(opp.symbol, Venue.KALSHI, opp.kalshi.outcome, opp.kalshi.limit_price)
+        if k_depth < QTY_SCALE:
+            return Decision(False, "kalshi depth at the limit is gone")
+        need2 = min(opp.size, k_depth - k_depth % QTY_SCALE)
+        if self._depth(opp.symbol, Venue.IBKR, opp.ibkr.outcome, opp.ibkr.limit_price) < need2:
+            return Decision(False, "ibkr depth at the limit is gone")
         for venue, need in (
             (Venue.KALSHI, opp.kalshi.cost + opp.kalshi.fee),
             (Venue.IBKR, opp.ibkr.cost + opp.ibkr.fee),
@@ -444,15 +452,19 @@ class Executor:
         total = rec.filled_cost + rec.fees
         return -((-total * qty) // rec.filled_qty)
 
-    def _quote_supports(
-        self, symbol: str, venue: Venue, outcome: Outcome, limit: int, qty: int
-    ) -> bool:
+    def _depth(self, symbol: str, venue: Venue, outcome: Outcome, limit: int) -> int:
+        """Visible quantity at or better than ``limit`` (per the quote source)."""
         avail = 0
         for price, size in self.quote(symbol, venue, outcome):
             if price > limit:
                 break
             avail += size
-        return avail >= qty
+        return avail
+
+    def _quote_supports(
+        self, symbol: str, venue: Venue, outcome: Outcome, limit: int, qty: int
+    ) -> bool:
+        return self._depth(symbol, venue, outcome, limit) >= qty
 
     async def _hedge(self, ex: ExecutionRecord, leg1: LegOrderRecord, qty: int) -> tuple[int, int]:
         """Buy ``qty`` of the opposite Kalshi outcome over a bounded price ladder.

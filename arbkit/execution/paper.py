@@ -56,6 +56,16 @@ class PaperVenue:
         self.orders_received: dict[str, int] = {}
         self.reject_next: str | None = None  # test switch: reject the next order with reason
 
+    def effective_levels(self, symbol: str, outcome: Outcome) -> list[tuple[Price, Qty]]:
+        """The venue's ask ladder net of what this paper venue has already taken: what a
+        real venue's book would show after our fills."""
+        out = []
+        for price, size in self._book_view(symbol, outcome):
+            avail = self._available(symbol, outcome, price, size)
+            if avail > 0:
+                out.append((price, Qty(avail)))
+        return out
+
     def _available(self, symbol: str, outcome: Outcome, price: int, size: int) -> int:
         seen = self._taken.get((symbol, outcome, price))
         if seen is None or seen[0] != size:

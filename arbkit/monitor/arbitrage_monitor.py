@@ -219,7 +219,7 @@ class ArbitrageMonitor:
             kalshi_client,
             ibkr_client,
             journal,
-            quote=self._quote,
+            quote=self._paper_quote(kalshi_client, ibkr_client),
             clock=self.clock,
             on_update=self._on_execution_update,
         )
@@ -298,8 +298,14 @@ class ArbitrageMonitor:
 
         return view
 
-    def _quote(self, symbol: str, venue: Venue, outcome: Outcome) -> list[tuple[Price, Qty]]:
-        return self._view(venue)(symbol, outcome)
+    def _paper_quote(
+        self, kalshi: VenueOrderClient, ibkr: VenueOrderClient
+    ) -> Callable[[str, Venue, Outcome], list[tuple[Price, Qty]]]:
+        """Live: the book as the venues publish it. Paper: net of our own paper fills."""
+        if isinstance(kalshi, PaperVenue) and isinstance(ibkr, PaperVenue):
+            paper = {Venue.KALSHI: kalshi, Venue.IBKR: ibkr}
+            return lambda s, v, o: paper[v].effective_levels(s, o)
+        return lambda s, v, o: self._view(v)(s, o)
 
     async def stop(self) -> None:
         for t in self._subscribers + self._tasks:
