@@ -290,6 +290,10 @@ class Executor:
             # order exists. Never send a new id for the same intent.
             rec.reason = f"{type(exc).__name__}: {exc}"
             result = await self._resolve(client, rec)
+            if result is None and rec.state is not OrderState.UNKNOWN and _ambiguous(exc):
+                # "Not found" does not prove absence while the first request may still
+                # land: re-send the SAME id, which the venue creates at most once.
+                result = await self._resend(client, req, rec, timeout_s)
         if result is not None and not result.state.terminal:
             try:
                 result = await client.cancel(rec.client_order_id, timeout_s)
@@ -299,6 +303,18 @@ class Executor:
         self._apply_result(rec, result)
         await self.journal.record_order(rec)
         return result
+
+    async def _resend(
+        self, client: VenueOrderClient, req: OrderRequest, rec: LegOrderRecord, timeout_s: float
+    ) -> OrderResult | None:
+        try:
+            return await asyncio.wait_for(client.place_limit(req, timeout_s), timeout_s + 2.0)
+        except (TimeoutError, VenueError, OSError) as exc:
+            rec.reason += f"; resend: {type(exc).__name__}: {exc}"
+            result = await self._resolve(client, rec)
+            if result is None and _ambiguous(exc):
+                rec.state = OrderState.UNKNOWN  # two requests may be in flight: a human looks
+            return result
 
     async def _resolve(self, client: VenueOrderClient, rec: LegOrderRecord) -> OrderResult | None:
         for attempt in range(3):
@@ -525,6 +541,11 @@ class Executor:
             report.kill_switch = True
             self.kill(f"unhedged exposure found at start: {report.residual_contracts}")
         return report
+
+
+def _ambiguous(exc: BaseException) -> bool:
+    """The request may have reached the venue (a timeout, a dropped connection, a 5xx)."""
+    return not isinstance(exc, VenueError) or exc.retryable
 
 
 def ibkr_order_ok(price: int, qty: int) -> tuple[bool, str]:
