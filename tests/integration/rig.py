@@ -155,6 +155,7 @@ class Rig:
         kalshi_wrap: Callable[[KalshiOrderClient], Any] | None = None,
         ibkr_wrap: Callable[[IbkrOrderClient], Any] | None = None,
         rest_kwargs: dict[str, Any] | None = None,
+        ws_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.sm = symbol_map()
         self.config = config or default_config()
@@ -162,7 +163,9 @@ class Rig:
             self.sm, self.config.fees, self.config.detector, redecide_ms=3_600_000
         )
         self.opportunities: asyncio.Queue[Opportunity] = asyncio.Queue()
-        self.ws = KalshiWebSocket(ws_url, auth, {TICKER: SYMBOL}, self._on_kalshi)
+        self.ws = KalshiWebSocket(
+            ws_url, auth, {TICKER: SYMBOL}, self._on_kalshi, **(ws_kwargs or {})
+        )
         self.gw = IbkrGateway(
             "127.0.0.1",
             tws_port,
@@ -194,6 +197,7 @@ class Rig:
         self.ibkr_wrap = ibkr_wrap
         self.executor: Executor | None = None
         self.bad_decisions: list[str] = []  # opportunities decided on an invalid ladder
+        self.decisions = 0
 
     def _on_kalshi(self, ticks: list[NormalizedTick]) -> None:
         self._on(Venue.KALSHI, ticks)
@@ -209,7 +213,12 @@ class Rig:
             b = self.pipeline.book[opp.symbol]
             for v, o in ((Venue.KALSHI, opp.kalshi.outcome), (Venue.IBKR, opp.ibkr.outcome)):
                 if not b.ladder(v, o).valid:
-                    self.bad_decisions.append(f"{opp.symbol} {v.value} {o.value}")
+                    self.bad_decisions.append(f"{opp.symbol} {v.value} {o.value} invalid")
+            if not self.ws.normalizer.is_valid(TICKER):  # the feed's own view, not the book's
+                self.bad_decisions.append(f"{opp.symbol}: Kalshi normalizer book invalid")
+            if not self.gw.connected:
+                self.bad_decisions.append(f"{opp.symbol}: IBKR disconnected")
+            self.decisions += 1
             self.opportunities.put_nowait(opp)
 
     def quote(self, symbol: str, venue: Venue, outcome: Outcome) -> list[tuple[Price, Qty]]:
