@@ -28,3 +28,13 @@ test: lint
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# ---- reliability (tests/reliability): the long runs, outside `make test`
+SOAK_SECONDS ?= 3600
+.PHONY: soak fuzz
+soak: $(STAMP)
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m tests.reliability.soak -v
+	$(PY) -m tests.reliability.fuzz 1000000
+
+fuzz: $(STAMP)
+	$(PY) -m tests.reliability.fuzz $(or $(FUZZ_FRAMES),1000000)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from arbkit.arbitrage.fee_model import FeeModel
 from arbkit.config.execution_loader import ExecutionConfig
-from arbkit.config.loader import SymbolMap
+from arbkit.config.loader import SymbolMap, SymbolSpec
 from arbkit.execution import risk
 from arbkit.execution.journal import (
     ExecState,
@@ -304,6 +304,9 @@ class Executor:
         await self.journal.record_order(rec)
         return result
 
+    def _reconciled_state(self, ex: ExecutionRecord) -> ExecState:
+        return _reconciled_state_of(ex, self.symbols.symbols[ex.symbol])
+
     async def _resend(
         self, client: VenueOrderClient, req: OrderRequest, rec: LegOrderRecord, timeout_s: float
     ) -> OrderResult | None:
@@ -525,8 +528,10 @@ class Executor:
                             report.notes.append(f"{rec.client_order_id}: cancel failed: {exc}")
                     self._apply_result(rec, res)
                 await self.journal.record_order(rec)
-            ex.state = ExecState.FAILED
+            ex.state = self._reconciled_state(ex)
             ex.error = "reconciled after restart"
+            if ex.state is ExecState.UNHEDGED:
+                self.kill(f"{ex.execution_id}: exposure or unknown orders after restart")
             await self._save(ex)
         # Positions: the venues are the truth.
         self.state.positions.clear()
@@ -541,6 +546,22 @@ class Executor:
             report.kill_switch = True
             self.kill(f"unhedged exposure found at start: {report.residual_contracts}")
         return report
+
+
+def _reconciled_state_of(ex: ExecutionRecord, spec: SymbolSpec) -> ExecState:
+    """FAILED only when nothing filled; an unknown order or the execution's own fills
+    left unmatched make it UNHEDGED (a human looks); otherwise DONE or HEDGED."""
+    own: dict[tuple[str, Venue, Outcome], Qty] = {}
+    for o in ex.orders:
+        own[(o.symbol, o.venue, o.outcome)] = Qty(
+            own.get((o.symbol, o.venue, o.outcome), 0) + o.filled_qty
+        )
+    if any(o.state is OrderState.UNKNOWN for o in ex.orders) or risk.residual_exposure(spec, own):
+        return ExecState.UNHEDGED
+    if not any(own.values()):
+        return ExecState.FAILED
+    hedged = any(o.leg is Leg.HEDGE and o.filled_qty for o in ex.orders)
+    return ExecState.HEDGED if hedged else ExecState.DONE
 
 
 def _ambiguous(exc: BaseException) -> bool:

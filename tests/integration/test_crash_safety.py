@@ -152,6 +152,17 @@ async def test_sigkill_at_step_then_reconcile(
         assert report.kill_switch is exposed and rig.executor.state.kill_switch is exposed
         if exposed:
             assert report.residual_contracts == {SYMBOL: residual // 100}
+        nothing_sent = kill_at in ("intent", "state:leg1_sent", "order:l1:submitted")
+        want = (
+            ExecState.UNHEDGED
+            if exposed
+            else ExecState.FAILED
+            if nothing_sent
+            else ExecState.HEDGED
+            if hedge
+            else ExecState.DONE
+        )
+        assert ex.state is want, (kill_at, ex.state)
         if kill_at == "never":
             assert ex.state is ExecState.DONE and report.executions_checked == 0
         print(f"\nCRASH {kill_at} hedge={hedge}: state={ex.state.value} "
