@@ -5,6 +5,7 @@ sanity bound is asserted."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from arbkit.execution.journal import ExecState
 
@@ -20,6 +21,15 @@ def pct(xs: list[int], q: float) -> float:
 
 async def test_decision_to_submit_latency(rig: Rig, venues: Venues) -> None:
     assert rig.executor is not None
+    cfg = rig.executor.config  # many runs: lift the position limits they would reach
+    big = 10**9
+    risk = replace(
+        cfg.risk,
+        max_position_contracts_per_symbol=big,
+        max_position_contracts_per_venue=big,
+        max_total_exposure_usd=big * 10**6,
+    )
+    rig.executor.config = replace(cfg, risk=risk)
     to_leg1: list[int] = []
     to_leg2: list[int] = []
     for i in range(RUNS):
