@@ -128,6 +128,11 @@ async def _run(args: argparse.Namespace, info: dict[str, str], tmp: Path) -> dic
     warmup = min(30.0, max(5.0, args.seconds / 10))
     await asyncio.sleep(warmup)
     gc.collect()
+    if args.tracemalloc:
+        import tracemalloc
+
+        tracemalloc.start(8)
+        snap0 = tracemalloc.take_snapshot()
     rss_start = rss_mb()
     rss_max = rss_start
     lags.clear()
@@ -145,6 +150,13 @@ async def _run(args: argparse.Namespace, info: dict[str, str], tmp: Path) -> dic
                   f"max lag {max(lags, default=0):5.1f} ms", flush=True)  # fmt: skip
     gc.collect()
     rss_end = rss_mb()
+    if args.tracemalloc:
+        growth = tracemalloc.take_snapshot().compare_to(snap0, "traceback")
+        print("largest allocation growth since warm-up:")
+        for st in growth[:8]:
+            print(f"  {st.size_diff / 1e6:+.2f} MB in {st.count_diff:+d} blocks")
+            for line in st.traceback.format()[-6:]:
+                print("     ", line)
     elapsed = time.monotonic() - t0
     total = messages() - m0
     stop.set()
@@ -184,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-rss-growth-mb", type=float, default=64.0)
     ap.add_argument("--json", default=None, help="also write the result here")
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--tracemalloc", action="store_true", help="print what grew (slower)")
     args = ap.parse_args(argv)
     res = asyncio.run(soak(args))
     print(json.dumps(res, indent=2))
