@@ -42,3 +42,13 @@ clean:
 .PHONY: bench
 bench: $(STAMP)
 	$(PY) benchmarks/run.py $(BENCH) $(BENCH_ARGS)
+
+# ---- reliability (tests/reliability): the long runs, outside `make test`
+SOAK_SECONDS ?= 3600
+.PHONY: soak fuzz
+soak: $(STAMP)
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m tests.reliability.soak -v
+	$(PY) -m tests.reliability.fuzz 1000000
+
+fuzz: $(STAMP)
+	$(PY) -m tests.reliability.fuzz $(or $(FUZZ_FRAMES),1000000)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from arbkit.arbitrage.fee_model import FeeModel
 from arbkit.config.execution_loader import ExecutionConfig
-from arbkit.config.loader import SymbolMap
+from arbkit.config.loader import SymbolMap, SymbolSpec
 from arbkit.execution import risk
 from arbkit.execution.journal import (
     ExecState,
@@ -298,6 +298,10 @@ class Executor:
             # order exists. Never send a new id for the same intent.
             rec.reason = f"{type(exc).__name__}: {exc}"
             result = await self._resolve(client, rec)
+            if result is None and rec.state is not OrderState.UNKNOWN and _ambiguous(exc):
+                # "Not found" does not prove absence while the first request may still
+                # land: re-send the SAME id, which the venue creates at most once.
+                result = await self._resend(client, req, rec, timeout_s)
         if result is not None and not result.state.terminal:
             try:
                 result = await client.cancel(rec.client_order_id, timeout_s)
@@ -307,6 +311,21 @@ class Executor:
         self._apply_result(rec, result)
         await self.journal.record_order(rec)
         return result
+
+    def _reconciled_state(self, ex: ExecutionRecord) -> ExecState:
+        return _reconciled_state_of(ex, self.symbols.symbols[ex.symbol])
+
+    async def _resend(
+        self, client: VenueOrderClient, req: OrderRequest, rec: LegOrderRecord, timeout_s: float
+    ) -> OrderResult | None:
+        try:
+            return await asyncio.wait_for(client.place_limit(req, timeout_s), timeout_s + 2.0)
+        except (TimeoutError, VenueError, OSError) as exc:
+            rec.reason += f"; resend: {type(exc).__name__}: {exc}"
+            result = await self._resolve(client, rec)
+            if result is None and _ambiguous(exc):
+                rec.state = OrderState.UNKNOWN  # two requests may be in flight: a human looks
+            return result
 
     async def _resolve(self, client: VenueOrderClient, rec: LegOrderRecord) -> OrderResult | None:
         for attempt in range(3):
@@ -521,8 +540,10 @@ class Executor:
                             report.notes.append(f"{rec.client_order_id}: cancel failed: {exc}")
                     self._apply_result(rec, res)
                 await self.journal.record_order(rec)
-            ex.state = ExecState.FAILED
+            ex.state = self._reconciled_state(ex)
             ex.error = "reconciled after restart"
+            if ex.state is ExecState.UNHEDGED:
+                self.kill(f"{ex.execution_id}: exposure or unknown orders after restart")
             await self._save(ex)
         # Positions: the venues are the truth.
         self.state.positions.clear()
@@ -537,6 +558,27 @@ class Executor:
             report.kill_switch = True
             self.kill(f"unhedged exposure found at start: {report.residual_contracts}")
         return report
+
+
+def _reconciled_state_of(ex: ExecutionRecord, spec: SymbolSpec) -> ExecState:
+    """FAILED only when nothing filled; an unknown order or the execution's own fills
+    left unmatched make it UNHEDGED (a human looks); otherwise DONE or HEDGED."""
+    own: dict[tuple[str, Venue, Outcome], Qty] = {}
+    for o in ex.orders:
+        own[(o.symbol, o.venue, o.outcome)] = Qty(
+            own.get((o.symbol, o.venue, o.outcome), 0) + o.filled_qty
+        )
+    if any(o.state is OrderState.UNKNOWN for o in ex.orders) or risk.residual_exposure(spec, own):
+        return ExecState.UNHEDGED
+    if not any(own.values()):
+        return ExecState.FAILED
+    hedged = any(o.leg is Leg.HEDGE and o.filled_qty for o in ex.orders)
+    return ExecState.HEDGED if hedged else ExecState.DONE
+
+
+def _ambiguous(exc: BaseException) -> bool:
+    """The request may have reached the venue (a timeout, a dropped connection, a 5xx)."""
+    return not isinstance(exc, VenueError) or exc.retryable
 
 
 def ibkr_order_ok(price: int, qty: int) -> tuple[bool, str]:

@@ -92,7 +92,7 @@ async def test_restart_reconciles_from_the_file(tmp_path: Path) -> None:
         assert report.residual_contracts == {"SYM": 10} and rig.ex.state.kill_switch
         assert await db.open_executions() == []
         got = await db.execution(eid)
-        assert got is not None and got.state is ExecState.FAILED
+        assert got is not None and got.state is ExecState.UNHEDGED  # leg 1 filled, unmatched
         assert got.orders[0].filled_qty == 1000 and got.orders[0].state is OrderState.FILLED
 
 

@@ -1,0 +1,180 @@
+"""Issue 5 / issue 8 crash safety: an execution runs in a subprocess that is SIGKILLed
+at every step boundary; a restarted executor (same journal, fresh clients) reconciles.
+
+Asserted for every kill point: every client order id a venue saw is in the journal; no
+id created a second order (Kalshi ``orders_created`` ≤ 1, TWS ``orders_by_ref`` ≤ 1);
+no execution is left non-terminal; the journal's fills equal the venues' fills and the
+reconciled positions equal the venues' positions; exposure left → kill switch on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from arbkit.execution.journal import ExecState
+from arbkit.execution.risk import residual_exposure
+from arbkit.gateways.kalshi_auth import KalshiAuth
+from arbkit.model import Outcome, Venue
+
+from .rig import FX_NO, FX_YES, SYMBOL, TICKER, Rig, Venues
+
+DRIVER = Path(__file__).with_name("crash_driver.py")
+_client_ids = itertools.count(101)
+
+# (kill point, leg-2 fault, exposure expected after the crash)
+HAPPY = [
+    ("intent", False),
+    ("state:leg1_sent", False),
+    ("order:l1:submitted", False),  # journaled, never sent
+    ("venue:l1", True),  # leg 1 filled at Kalshi, the journal does not know yet
+    ("order:l1:result", True),
+    ("state:leg2_sent", True),
+    ("order:l2:submitted", True),  # leg 2 journaled, never sent
+    ("venue:l2", False),  # leg 2 filled at the TWS, not journaled
+    ("order:l2:result", False),
+    ("state:done", False),
+    ("never", False),
+]
+HEDGE = [  # leg 2 is rejected, so the executor hedges on Kalshi
+    ("order:l2:result", True),
+    ("state:hedging", True),
+    ("order:h:submitted", True),
+    ("venue:h", False),
+    ("order:h:result", False),
+    ("state:hedged", False),
+]
+CASES = [(k, False, x) for k, x in HAPPY] + [(k, True, x) for k, x in HEDGE]
+
+
+def _params() -> list[object]:
+    return [
+        pytest.param(k, h, x, id=("hedge-" if h else "") + k.replace(":", "-")) for k, h, x in CASES
+    ]
+
+
+async def run_driver(venues: Venues, db: Path, kill_at: str, client_id: int) -> int:
+    env = {
+        **os.environ,
+        "ARBKIT_KILL_AT": kill_at,
+        "ARBKIT_CRASH_REST": venues.exchange.rest_url,
+        "ARBKIT_CRASH_WS": venues.exchange.ws_url,
+        "ARBKIT_CRASH_KEY_ID": venues.key_id,
+        "ARBKIT_CRASH_KEY_PATH": str(venues.key_path),
+        "ARBKIT_CRASH_TWS_PORT": str(venues.tws.port),
+        "ARBKIT_CRASH_DB": str(db),
+        "ARBKIT_CRASH_CLIENT_ID": str(client_id),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(DRIVER),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    except TimeoutError:
+        proc.kill()
+        raise
+    assert proc.returncode is not None
+    if kill_at == "never":
+        assert proc.returncode == 0, err.decode()
+        assert json.loads(out)["state"] == "done"
+    else:
+        assert proc.returncode == -signal.SIGKILL, (proc.returncode, err.decode()[-2000:])
+    return proc.returncode
+
+
+@pytest.mark.parametrize(("kill_at", "hedge", "exposed"), _params())
+async def test_sigkill_at_step_then_reconcile(
+    venues: Venues, auth: KalshiAuth, tmp_path: Path, kill_at: str, hedge: bool, exposed: bool
+) -> None:
+    db = tmp_path / "journal.sqlite"
+    client_id = next(_client_ids)
+    if hedge:
+        venues.tws.reject_next_order()
+    await run_driver(venues, db, kill_at, client_id)
+    await _until(lambda: venues.tws.client_count == 0)  # the dead session is gone
+
+    rig = Rig(venues.exchange.rest_url, venues.exchange.ws_url, auth, venues.tws.port, db,
+              client_id=client_id)  # fmt: skip
+    await rig.start()
+    try:
+        assert rig.executor is not None
+        report = await rig.executor.reconcile()
+        journal = await rig.db.recent_executions(50)
+        assert len(journal) == 1 and not await rig.db.open_executions()
+        [ex] = journal
+        assert ex.state.terminal
+        assert all(o.state.terminal for o in ex.orders), ex.orders
+        ids = {o.client_order_id for o in ex.orders}
+        # nothing lost: every id a venue saw is journaled
+        assert set(venues.exchange.order_posts) <= ids, (venues.exchange.order_posts, ids)
+        assert set(venues.tws.orders_by_ref) <= ids, (venues.tws.orders_by_ref, ids)
+        # nothing doubled
+        assert all(c <= 1 for c in venues.exchange.orders_created.values())
+        assert all(c <= 1 for c in venues.tws.orders_by_ref.values())
+        # journal fills == venue fills, per client order id
+        for o in ex.orders:
+            if o.venue is Venue.KALSHI:
+                filled = sum(
+                    x.fill
+                    for x in venues.exchange.engine.orders.values()
+                    if x.client_order_id == o.client_order_id
+                )
+            else:
+                filled = sum(
+                    e.shares * 100
+                    for e in venues.tws.executions
+                    if e.order.view.order_ref == o.client_order_id
+                )
+            assert o.filled_qty == filled, (o, filled)
+        # reconciled positions == the venues' positions
+        k = venues.kalshi_positions()
+        f = venues.fx_positions()
+        truth = {(SYMBOL, Venue.KALSHI, out): q for (t, out), q in k.items() if t == TICKER and q}
+        net_fx = (f.get(FX_YES, 0) - f.get(FX_NO, 0)) * 100
+        if net_fx:
+            side = Outcome.YES if net_fx > 0 else Outcome.NO
+            truth[(SYMBOL, Venue.IBKR, side)] = abs(net_fx)
+        got = {key: q for key, q in rig.executor.state.positions.items() if q}
+        assert got == truth
+        residual = residual_exposure(rig.sm.symbols[SYMBOL], rig.executor.state.positions)
+        assert bool(residual) is exposed, (kill_at, residual, truth)
+        assert report.kill_switch is exposed and rig.executor.state.kill_switch is exposed
+        if exposed:
+            assert report.residual_contracts == {SYMBOL: residual // 100}
+        nothing_sent = kill_at in ("intent", "state:leg1_sent", "order:l1:submitted")
+        want = (
+            ExecState.UNHEDGED
+            if exposed
+            else ExecState.FAILED
+            if nothing_sent
+            else ExecState.HEDGED
+            if hedge
+            else ExecState.DONE
+        )
+        assert ex.state is want, (kill_at, ex.state)
+        if kill_at == "never":
+            assert ex.state is ExecState.DONE and report.executions_checked == 0
+        print(f"\nCRASH {kill_at} hedge={hedge}: state={ex.state.value} "
+              f"residual={residual // 100} kill_switch={report.kill_switch}")  # fmt: skip
+    finally:
+        await rig.stop()
+
+
+async def _until(pred: object, timeout_s: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not pred():  # type: ignore[operator]
+        if loop.time() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.01)
