@@ -29,6 +29,19 @@ from arbkit.normalizers.kalshi_normalizer import KalshiNormalizer, KalshiResync
 
 log = logging.getLogger(__name__)
 
+
+class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
+    """websockets logs every handshake header at DEBUG; the signed auth headers (key id,
+    signature) must never reach a log."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if args and isinstance(args[0], str) and args[0].upper().startswith("KALSHI-ACCESS"):
+            args = (args[0], "<redacted>", *args[2:])
+        super().log(level, msg, *args, **kwargs)
+
+
+_ws_logger = _RedactingLogger(logging.getLogger("websockets.client"), {})
+
 CHANNEL = "orderbook_delta"
 
 
@@ -190,6 +203,7 @@ class KalshiWebSocket:
                     open_timeout=self.open_timeout_s,
                     max_size=self.max_frame_bytes,
                     compression=None,
+                    logger=_ws_logger,
                 ) as ws:
                     self._ws = ws
                     self._next_id = 1
