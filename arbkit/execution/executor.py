@@ -280,15 +280,22 @@ class Executor:
         return rec
 
     async def _send(
-        self, client: VenueOrderClient, rec: LegOrderRecord, tif: TimeInForce, timeout_ms: int
+        self,
+        client: VenueOrderClient,
+        rec: LegOrderRecord,
+        tif: TimeInForce,
+        timeout_ms: int,
+        *,
+        journaled: bool = False,
     ) -> OrderResult | None:
         """Send one order and settle its fate. Ambiguity is resolved by asking the venue
         about the same client order id — never by sending a new one."""
         req = OrderRequest(
             rec.symbol, rec.outcome, rec.limit_price, rec.requested_qty, tif, rec.client_order_id
         )
-        rec.submitted_ns = self.clock()
-        await self.journal.record_order(rec)
+        if not journaled:  # the order row is committed before the order leaves
+            rec.submitted_ns = self.clock()
+            await self.journal.record_order(rec)
         timeout_s = timeout_ms / 1000
         result: OrderResult | None = None
         try:
@@ -374,12 +381,16 @@ class Executor:
         leg1 = self._order(
             ex, Leg.LEG1, 0, Venue.KALSHI, opp.kalshi.outcome, opp.kalshi.limit_price, opp.size
         )
-        await self.journal.record_intent(ex, leg1)
-        ex.state = ExecState.LEG1_SENT
-        await self._save(ex)
+        # One durable write before leg 1 goes out: the intent already says "leg 1 may be in
+        # flight" and carries the order row, so a crash at any point after it reconciles by
+        # that client order id (decision → first request bytes pays one fsync, not three).
         tif1 = TimeInForce(cfg.leg1_time_in_force)
-        ex.stages_ns["leg1_submit"] = self.clock()
-        await self._send(self.kalshi, leg1, tif1, cfg.leg1_timeout_ms)
+        ex.state = ExecState.LEG1_SENT
+        ex.stages_ns["leg1_submit"] = leg1.submitted_ns = self.clock()
+        await self.journal.record_intent(ex, leg1)
+        if self.on_update is not None:
+            self.on_update(ex)
+        await self._send(self.kalshi, leg1, tif1, cfg.leg1_timeout_ms, journaled=True)
         ex.stages_ns["leg1_ack"] = leg1.acked_ns
         if leg1.filled_qty:
             ex.stages_ns["leg1_fill"] = leg1.filled_ns

@@ -31,9 +31,7 @@ _client_ids = itertools.count(101)
 
 # (kill point, leg-2 fault, exposure expected after the crash)
 HAPPY = [
-    ("intent", False),
-    ("state:leg1_sent", False),
-    ("order:l1:submitted", False),  # journaled, never sent
+    ("intent", False),  # intent + leg-1 order row committed in one write, never sent
     ("venue:l1", True),  # leg 1 filled at Kalshi, the journal does not know yet
     ("order:l1:result", True),
     ("state:leg2_sent", True),
@@ -152,7 +150,7 @@ async def test_sigkill_at_step_then_reconcile(
         assert report.kill_switch is exposed and rig.executor.state.kill_switch is exposed
         if exposed:
             assert report.residual_contracts == {SYMBOL: residual // 100}
-        nothing_sent = kill_at in ("intent", "state:leg1_sent", "order:l1:submitted")
+        nothing_sent = kill_at == "intent"
         want = (
             ExecState.UNHEDGED
             if exposed
