@@ -395,10 +395,7 @@ class Executor:
         if leg1.filled_qty:
             ex.stages_ns["leg1_fill"] = leg1.filled_ns
         if leg1.state is OrderState.UNKNOWN:
-            ex.state = ExecState.UNHEDGED
-            ex.error = "leg 1 outcome unknown"
-            self.kill(f"{ex.execution_id}: leg 1 state unknown at Kalshi")
-            await self._save(ex)
+            await self._outcome_unknown(ex, "leg 1", "Kalshi")
             return
         if not leg1.filled_qty:
             ex.state = ExecState.DONE if leg1.state is not OrderState.REJECTED else ExecState.FAILED
@@ -424,10 +421,7 @@ class Executor:
             if leg2.filled_qty:
                 ex.stages_ns["leg2_fill"] = leg2.filled_ns
             if leg2.state is OrderState.UNKNOWN:
-                ex.state = ExecState.UNHEDGED
-                ex.error = "leg 2 outcome unknown"
-                self.kill(f"{ex.execution_id}: leg 2 state unknown at IBKR")
-                await self._save(ex)
+                await self._outcome_unknown(ex, "leg 2", "IBKR")
                 return
         elif moved:
             ex.error = "leg-2 quote moved past the detected limit; hedging leg 1"
@@ -474,6 +468,13 @@ class Executor:
             ok, reason = check(self.state, self.config.risk)
             if not ok:
                 self.kill(reason)
+
+    async def _outcome_unknown(self, ex: ExecutionRecord, leg: str, venue: str) -> None:
+        """An order whose fate the venue would not tell us: assume exposure, stop trading."""
+        ex.state = ExecState.UNHEDGED
+        ex.error = f"{leg} outcome unknown"
+        self.kill(f"{ex.execution_id}: {leg} state unknown at {venue}")
+        await self._save(ex)
 
     def _cost_of(self, rec: LegOrderRecord, qty: int) -> int:
         """Cost incl. fees of ``qty`` of an order's fill, pro rata (exact, rounded up)."""

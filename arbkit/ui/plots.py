@@ -9,6 +9,7 @@ that says so instead of failing.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -132,6 +133,22 @@ def opportunity_duration(df: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def _dollar_bars(
+    fig: go.Figure, labels: Any, df: pd.DataFrame, columns: tuple[tuple[str, str], ...]
+) -> go.Figure:
+    """One grouped bar trace per (column, name), dollars in the hover text."""
+    for col, name in columns:
+        fig.add_trace(
+            go.Bar(
+                x=labels,
+                y=df[col],
+                name=name,
+                hovertemplate="$%{y:,.4f}<extra>" + name + "</extra>",
+            )
+        )
+    return fig
+
+
 def fee_drag(df: pd.DataFrame) -> go.Figure:
     """Gross edge, what fees took, and the net edge left, per symbol and combination."""
     fig = _figure(
@@ -143,20 +160,12 @@ def fee_drag(df: pd.DataFrame) -> go.Figure:
     if df.empty:
         return _no_data(fig, "opportunities")
     labels = df["symbol"] + " · " + df["combo"]
-    for col, name in (
-        ("gross_edge_usd", "gross edge"),
-        ("fees_usd", "fees"),
-        ("net_edge_usd", "net edge"),
-    ):
-        fig.add_trace(
-            go.Bar(
-                x=labels,
-                y=df[col],
-                name=name,
-                hovertemplate="$%{y:,.4f}<extra>" + name + "</extra>",
-            )
-        )
-    return fig
+    return _dollar_bars(
+        fig,
+        labels,
+        df,
+        (("gross_edge_usd", "gross edge"), ("fees_usd", "fees"), ("net_edge_usd", "net edge")),
+    )
 
 
 def pnl_over_time(df: pd.DataFrame) -> go.Figure:
@@ -206,20 +215,16 @@ def hedge_costs(df: pd.DataFrame) -> go.Figure:
     if df.empty:
         return _no_data(fig, "hedged executions")
     labels = df["execution_id"] + " · " + df["symbol"]
-    for col, name in (
-        ("hedge_cost_usd", "hedge cost"),
-        ("expected_profit_usd", "expected profit"),
-        ("realized_pnl_usd", "realized PnL"),
-    ):
-        fig.add_trace(
-            go.Bar(
-                x=labels,
-                y=df[col],
-                name=name,
-                hovertemplate="$%{y:,.4f}<extra>" + name + "</extra>",
-            )
-        )
-    return fig
+    return _dollar_bars(
+        fig,
+        labels,
+        df,
+        (
+            ("hedge_cost_usd", "hedge cost"),
+            ("expected_profit_usd", "expected profit"),
+            ("realized_pnl_usd", "realized PnL"),
+        ),
+    )
 
 
 def latency_by_stage(df: pd.DataFrame) -> go.Figure:
