@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from arbkit.execution.venue import (
     Fill,
+    FillListener,
+    OrderListener,
     OrderRequest,
     OrderResult,
     OrderState,
@@ -165,6 +167,12 @@ class PaperVenue:
 
     async def order_status(self, client_order_id: str) -> OrderResult | None:
         return self._orders.get(client_order_id)
+
+    async def open_orders(self) -> list[OrderResult]:
+        return []  # paper orders are IOC/FOK: never working
+
+    def subscribe(self, on_fill: FillListener, on_order: OrderListener) -> None:
+        return None  # the place answer carries the fills: nothing is pushed later
 
     async def fills(self, client_order_id: str | None = None) -> list[Fill]:
         return [f for f in self._fills if client_order_id in (None, f.client_order_id)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Protocol
 
 from arbkit.model import Money, Outcome, Price, Qty, Venue
@@ -56,6 +57,10 @@ class OrderResult:
     fees: Money
     reason: str = ""
     ack_ts_ns: int = 0
+    # False when ``filled_qty`` is the venue's word but cost/fees are not yet exact (the
+    # fills that carry them have not arrived): sizing may use the qty, accounting waits.
+    costs_final: bool = True
+    sent_ns: int = 0  # wall clock when the request bytes left for the venue (0: unknown)
 
     @property
     def avg_price(self) -> Price | None:
@@ -74,6 +79,7 @@ class Fill:
     qty: Qty
     fee: Money
     ts_ns: int
+    trade_id: str = ""  # the venue's execution id: fills are deduplicated by it
 
 
 class VenueError(Exception):
@@ -85,20 +91,52 @@ class VenueError(Exception):
         self.status = status
 
 
+class OrderExists(VenueError):
+    """The venue says this client order id already exists (Kalshi 409) but the order is not
+    readable yet: it exists and may have filled. Never resend; look again until it is seen."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False, status=409)
+
+
+FillListener = Callable[[Fill], None]
+OrderListener = Callable[[OrderResult], None]
+
+
 class VenueOrderClient(Protocol):
+    """One venue's orders. Every method does ONE thing once; the executor owns the policy
+    (when to look again, resend, cancel, give up and halt).
+
+    Errors: ``TimeoutError``/``OSError``/``VenueError(retryable=True)`` mean *ambiguous* (the
+    request may have reached the venue); ``OrderExists`` means the order exists; a definite
+    refusal of a new order comes back as an ``OrderResult`` in state REJECTED.
+    """
+
     venue: Venue
 
     async def place_limit(self, req: OrderRequest, timeout_s: float) -> OrderResult:
-        """Send (or, if this client_order_id exists, look up) the order and wait until it
-        is terminal or ``timeout_s`` passes; an IOC/FOK result is final."""
+        """Send the order once and report the venue's answer within ``timeout_s``: an IOC/FOK
+        answer is final; a resting order comes back OPEN (the caller decides to cancel).
+        ``filled_qty`` is the venue's own count from its answer (Kalshi ``fill_count``)."""
         ...
 
     async def cancel(self, client_order_id: str, timeout_s: float) -> OrderResult:
-        """Cancel, then verify: returns the order's state after the cancel settled."""
+        """Ask for the cancel and return the order's state within ``timeout_s``; the state may
+        still be live (cancel not confirmed) — the caller keeps asking until it is terminal."""
         ...
 
     async def order_status(self, client_order_id: str) -> OrderResult | None:
-        """None when the venue has never seen this client_order_id (safe to send)."""
+        """One read. None = not seen *in this read* (venue reads lag writes: one miss is not
+        proof of absence)."""
+        ...
+
+    async def open_orders(self) -> list[OrderResult]:
+        """Working (non-terminal) orders at the venue on this account."""
+        ...
+
+    def subscribe(self, on_fill: FillListener, on_order: OrderListener) -> None:
+        """Push the venue's own fill and order-update stream (Kalshi WS ``fill`` /
+        ``user_orders``; TWS execDetails / orderStatus) to the listeners."""
         ...
 
     async def fills(self, client_order_id: str | None = None) -> list[Fill]: ...
