@@ -134,6 +134,9 @@ class Executor:
         self.reserved: dict[Venue, int] = {Venue.KALSHI: 0, Venue.IBKR: 0}
         self.balances: dict[Venue, int | None] = {Venue.KALSHI: None, Venue.IBKR: None}
         self.completed: list[ExecutionRecord] = []
+        # Gates the monitor sets: no execution starts while stopping or a venue is down.
+        self.stopping = False
+        self.venue_up: dict[Venue, bool] = {Venue.KALSHI: True, Venue.IBKR: True}
 
     # ------------------------------------------------------------------ control ---
     def kill(self, reason: str) -> None:
@@ -173,6 +176,11 @@ class Executor:
             return Decision(False, reason, breach)
         if self.mode is Mode.MONITOR:
             return Decision(False, "monitor mode: logged only")
+        if self.stopping:
+            return Decision(False, "monitor is stopping: no new executions")
+        down = [v.value for v, up in self.venue_up.items() if not up]
+        if down:
+            return Decision(False, f"venue unreachable or not synced: {', '.join(down)}")
         # The quote source is the book as the venue would show it now (for paper: net of
         # our own paper fills, which the simulated venue cannot know about).
         k_depth = self._depth(opp.symbol, Venue.KALSHI, opp.kalshi.outcome, opp.kalshi.limit_price)
