@@ -125,24 +125,55 @@ async def test_leg1_unfilled_sends_nothing_else() -> None:
     assert rig.ibkr.orders_received == {}
 
 
-@pytest.mark.parametrize("fault", ["reject", "partial", "moved"])
-async def test_leg2_failure_is_hedged(fault: str) -> None:
+async def test_leg2_reject_is_completed_on_the_second_venue() -> None:
+    """A rejected leg 2 with the ForecastEx quote still there: completing the pair there
+    (up to break-even) beats unwinding leg 1 on Kalshi."""
     rig = Rig()
     rig.books(K, F)
     opp = rig.opportunity()
-    if fault == "reject":
-        rig.ibkr.reject_next = "Order rejected - reason: test"
-    elif fault == "partial":
+    rig.ibkr.reject_next = "Order rejected - reason: test"
+    ex = await rig.ex.execute(opp)
+    assert ex is not None and ex.state is ExecState.DONE, ex
+    [h] = [o for o in rig.journal.orders.values() if o.leg is Leg.HEDGE]
+    assert h.venue is Venue.IBKR and h.outcome is Outcome.NO and h.filled_qty == 1000
+    assert residual_exposure(rig.sm.symbols["SYM"], rig.ex.state.positions) == 0
+    assert ex.realized_pnl == opp.expected_profit  # the same price, just one order later
+
+
+async def test_leg2_limit_is_break_even_not_the_detected_price() -> None:
+    """ForecastEx moved 3¢ against us while leg 1 was in flight: still inside break-even,
+    so leg 2 completes the pair at a smaller profit instead of an unwind."""
+    rig = Rig()
+    rig.books(K, F)
+    opp = rig.opportunity()
+    rig.during_leg1(lvl(Venue.IBKR, Outcome.NO, 5000, 0), lvl(Venue.IBKR, Outcome.NO, 5300, 1000))
+    ex = await rig.ex.execute(opp)
+    assert ex is not None and ex.state is ExecState.DONE, ex
+    legs = {o.leg: o for o in rig.journal.orders.values()}
+    assert Leg.HEDGE not in legs
+    assert legs[Leg.LEG2].filled_qty == 1000 and legs[Leg.LEG2].filled_cost == 5300 * 1000
+    assert legs[Leg.LEG2].limit_price > opp.ibkr.limit_price
+    assert 0 < ex.realized_pnl < opp.expected_profit
+
+
+@pytest.mark.parametrize("fault", ["partial", "moved"])
+async def test_leg2_failure_is_unwound_when_cheaper(fault: str) -> None:
+    rig = Rig()
+    rig.books(K, F)
+    opp = rig.opportunity()
+    if fault == "partial":
+        # ForecastEx only had 3; the quote still shows them after we took them (stale),
+        # so the completion IOC finds nothing and the unwind on Kalshi follows.
         rig.during_leg1(lvl(Venue.IBKR, Outcome.NO, 5000, 300))
         rig.ex.config = replace(rig.cfg, execution=ExecutionParams(recheck_leg2_quote=False))
-    else:
+    else:  # past break-even: 0.62 + fee on ForecastEx vs 0.59 + fee on Kalshi
         rig.during_leg1(
-            lvl(Venue.IBKR, Outcome.NO, 5000, 0), lvl(Venue.IBKR, Outcome.NO, 5300, 1000)
+            lvl(Venue.IBKR, Outcome.NO, 5000, 0), lvl(Venue.IBKR, Outcome.NO, 6200, 1000)
         )
     ex = await rig.ex.execute(opp)
     assert ex is not None and ex.state is ExecState.HEDGED, ex
-    hedges = [o for o in rig.journal.orders.values() if o.leg is Leg.HEDGE]
-    assert hedges and hedges[0].outcome is Outcome.NO and hedges[0].venue is Venue.KALSHI
+    hedges = [o for o in rig.journal.orders.values() if o.leg is Leg.HEDGE and o.filled_qty]
+    assert hedges and all(h.venue is Venue.KALSHI and h.outcome is Outcome.NO for h in hedges)
     leg2_fill = sum(o.filled_qty for o in rig.journal.orders.values() if o.leg is Leg.LEG2)
     assert sum(h.filled_qty for h in hedges) == 1000 - leg2_fill
     assert residual_exposure(rig.sm.symbols["SYM"], rig.ex.state.positions) == 0
@@ -187,7 +218,8 @@ async def test_unhedgeable_trips_kill_switch_and_blocks() -> None:
     rig.books(K, F)
     opp = rig.opportunity()
     rig.ibkr.reject_next = "rejected"
-    rig.during_leg1(lvl(Venue.KALSHI, Outcome.NO, 5900, 0))  # nothing left to hedge with
+    # nothing left to complete or unwind with
+    rig.during_leg1(lvl(Venue.KALSHI, Outcome.NO, 5900, 0), lvl(Venue.IBKR, Outcome.NO, 5000, 0))
     ex = await rig.ex.execute(opp)
     assert ex is not None and ex.state is ExecState.UNHEDGED
     assert rig.ex.state.kill_switch

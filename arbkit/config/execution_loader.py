@@ -62,6 +62,21 @@ class ExecutionParams:
     hedge_price_step_usd: int = kind("usd", 10_000)
     hedge_max_steps: int = kind("int", 5)
     recheck_leg2_quote: bool = kind("bool", True)
+    # Kalshi as the SECOND leg (forecastex_first symbols): all or nothing.
+    kalshi_second_leg_time_in_force: str = kind(
+        "choice:fill_or_kill|immediate_or_cancel", "fill_or_kill"
+    )
+    # Order truth: venue reads lag writes, so one "not found" is never proof.
+    status_poll_ms: int = kind("int", 250)
+    status_lag_tolerance_ms: int = kind("int", 1_500)
+    status_max_misses: int = kind("int", 3)
+    order_lookup_max_ms: int = kind("int", 10_000)
+    cancel_confirm_ms: int = kind("int", 5_000)
+    # Recovery: leg 2 up to break-even less this edge; any unwind loses at most the cap.
+    min_residual_edge_usd: int = kind("usd", 0)
+    max_unwind_loss_usd_per_contract: int = kind("usd", 100_000)
+    # A durable intent write slower than this re-checks the quote before leg 1 is sent.
+    max_journal_delay_ms: int = kind("int", 50)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ oppositely on the two venues, and the detector must never assume YES == YES.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -42,6 +43,17 @@ class Equivalence:
     notes: str = ""
 
 
+class LegOrder(enum.Enum):
+    """Which venue's leg goes first: usually the one most likely to fail."""
+
+    KALSHI_FIRST = "kalshi_first"
+    FORECASTEX_FIRST = "forecastex_first"
+
+
+#: Kalshi ``price_level_structure`` values arbkit knows the grid of (execution/ticks.py).
+KALSHI_PRICE_STRUCTURES = ("linear_cent", "deci_cent", "tapered_deci_cent")
+
+
 @dataclass(frozen=True, slots=True)
 class SymbolSpec:
     symbol: str
@@ -51,6 +63,8 @@ class SymbolSpec:
     resolution_ts_ns: int  # when both legs pay out: capital is locked until then
     kalshi_series: str = ""
     equivalence: Equivalence = Equivalence()
+    leg_order: LegOrder = LegOrder.KALSHI_FIRST
+    kalshi_price_level_structure: str = "linear_cent"
 
     def ibkr_equivalent(self, kalshi_outcome: Outcome) -> Outcome:
         """ForecastEx outcome that pays exactly when ``kalshi_outcome`` pays."""
@@ -100,6 +114,8 @@ _SYMBOL_KEYS = {
     "resolution",
     "forecastex",
     "equivalence",
+    "leg_order",
+    "kalshi_price_level_structure",
 }
 _FX_KEYS = {"yes_con_id", "no_con_id", "symbol", "last_trade_date", "strike"}
 
@@ -197,6 +213,18 @@ def parse_symbol_map(data: dict[str, Any], file: str | Path = "<symbols>") -> Sy
                 p + "equivalence",
                 "known keys: resolution_source, cutoff_time, verified_by, verified_on, notes",
             ) from None
+        order = t.get("leg_order", LegOrder.KALSHI_FIRST.value)
+        if order not in {o.value for o in LegOrder}:
+            raise ConfigError(
+                f, p + "leg_order", f'{order!r}: must be "kalshi_first" or "forecastex_first"'
+            )
+        structure = t.get("kalshi_price_level_structure", "linear_cent")
+        if structure not in KALSHI_PRICE_STRUCTURES:
+            raise ConfigError(
+                f,
+                p + "kalshi_price_level_structure",
+                f"{structure!r}: known: {', '.join(KALSHI_PRICE_STRUCTURES)}",
+            )
         series = t.get("kalshi_series") or ticker.split("-", 1)[0]
         out[name] = SymbolSpec(
             symbol=name,
@@ -206,6 +234,8 @@ def parse_symbol_map(data: dict[str, Any], file: str | Path = "<symbols>") -> Sy
             resolution_ts_ns=_parse_ts(t["resolution"], f, p + "resolution"),
             kalshi_series=str(series),
             equivalence=equivalence,
+            leg_order=LegOrder(order),
+            kalshi_price_level_structure=str(structure),
         )
     return SymbolMap(out, str(f))
 

@@ -1,16 +1,11 @@
-"""The two-leg executor: risk → reserve → Kalshi leg → ForecastEx leg → hedge the rest.
+"""The executor: risk → reserve → a pure state machine per execution, driven by a thin
+async shell.
 
-Sequence per opportunity (the seed design, made safe):
-
-1. pre-trade risk checks (pure, ``risk.py``); a breach trips the kill switch;
-2. reserve capital in a local ledger, checked against the venues' balances;
-3. journal the intent with leg 1's client order id — committed before anything is sent;
-4. leg 1: Kalshi IOC/FOK at the detected limit;
-5. leg 2: ForecastEx for exactly leg 1's filled whole contracts, after re-checking the
-   quote (abort straight to the hedge if it moved past the detected limit);
-6. whatever leg 2 did not cover is hedged by buying the opposite outcome on Kalshi over
-   a bounded price ladder within ``hedge_max_ms``; the realised hedge cost is recorded;
-   exposure that cannot be hedged trips the kill switch.
+``begin`` checks (pure risk functions) and reserves synchronously, so one batch of
+decisions can never over-commit a limit; ``run`` drives one ``ExecutionMachine``
+(``machine.py``: the sequencing, the order-truth rules and the recovery policy) by
+performing its commands against the venue clients and the journal and feeding back what
+the venues said. Nothing here decides what to do next: the machine does.
 
 Client order ids are deterministic per (execution, leg, attempt): a retry after a
 timeout or a crash re-sends the *same* id, which the venues resolve to the existing order.
@@ -19,8 +14,10 @@ timeout or a crash re-sends the *same* id, which the venues resolve to the exist
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -35,17 +32,43 @@ from arbkit.execution.journal import (
     Leg,
     LegOrderRecord,
 )
+from arbkit.execution.machine import (
+    Answered,
+    Cancel,
+    CancelAnswered,
+    CancelFailed,
+    Command,
+    Event,
+    ExecutionMachine,
+    FillPushed,
+    Finished,
+    Halt,
+    Journaled,
+    JournalIntent,
+    JournalOrder,
+    JournalState,
+    JournalStep,
+    Place,
+    PlaceAmbiguous,
+    PlaceExists,
+    Pushed,
+    Query,
+    ReadFailed,
+    SetTimer,
+    StatusRead,
+    TimerFired,
+    client_order_id,
+)
 from arbkit.execution.venue import (
+    Fill,
+    OrderExists,
     OrderRequest,
     OrderResult,
     OrderState,
-    TimeInForce,
     VenueError,
     VenueOrderClient,
 )
 from arbkit.model import (
-    PAYOUT_PER_CONTRACT,
-    PRICE_SCALE,
     QTY_SCALE,
     Mode,
     Money,
@@ -59,8 +82,11 @@ from arbkit.model import (
 log = logging.getLogger(__name__)
 
 QuoteFn = Callable[[str, Venue, Outcome], Sequence[tuple[Price, Qty]]]
-_LEG_CODE = {Leg.LEG1: "l1", Leg.LEG2: "l2", Leg.HEDGE: "h"}
 _IBKR_MIN_PRICE, _IBKR_MAX_PRICE, _IBKR_TICK = 200, 9900, 100
+_MARGIN_S = 1.0  # outer timeout = the client's own timeout + this, never less
+_READ_S = 2.0  # one status read
+
+__all__ = ["Decision", "Executor", "ReconcileReport", "Reservation", "client_order_id"]
 
 
 def execution_id_for(opp: Opportunity, prefix: str = "ak") -> str:
@@ -68,10 +94,6 @@ def execution_id_for(opp: Opportunity, prefix: str = "ak") -> str:
         f"{opp.symbol}|{opp.combo}|{opp.detected_ts_ns}".encode(), digest_size=8
     ).hexdigest()
     return f"{prefix}-{digest}"
-
-
-def client_order_id(execution_id: str, leg: Leg, attempt: int) -> str:
-    return f"{execution_id}-{_LEG_CODE[leg]}-{attempt}"
 
 
 @dataclass(slots=True)
@@ -137,6 +159,9 @@ class Executor:
         # Gates the monitor sets: no execution starts while stopping or a venue is down.
         self.stopping = False
         self.venue_up: dict[Venue, bool] = {Venue.KALSHI: True, Venue.IBKR: True}
+        self._running: dict[str, tuple[ExecutionMachine, asyncio.Queue[Event]]] = {}
+        for client in (kalshi, ibkr):
+            client.subscribe(self._on_push_fill, self._on_push_order)
 
     # ------------------------------------------------------------------ control ---
     def kill(self, reason: str) -> None:
@@ -238,139 +263,227 @@ class Executor:
             opportunity_id=res.opportunity_id,
             stages_ns={"detected": opp.detected_ts_ns, "decided": res.decided_ns},
         )
+        spec = self.symbols.symbols[opp.symbol]
+        machine = ExecutionMachine(ex, opp, spec, self.config.execution, self.fees, self.quote)
+        sent: set[str] = set()
         try:
-            await self._run(ex, opp)
+            await self._drive(machine, sent)
         except Exception as exc:  # never leave an execution without a terminal journal row
+            if not sent:
+                raise  # nothing left the process (e.g. the intent write was refused): loud
             log.exception("execution %s crashed", ex.execution_id)
             ex.error = f"{type(exc).__name__}: {exc}"
-            exposure = self._residual(opp.symbol)
-            ex.state = ExecState.UNHEDGED if exposure else ExecState.FAILED
-            if exposure:
-                self.kill(f"{ex.execution_id}: {exposure // QTY_SCALE} contracts unhedged")
-            await self._save(ex)
+            live = [r for r in machine.live_orders() if r.client_order_id in sent]
+            exposure = machine.residual()
+            ex.state = ExecState.UNHEDGED if (exposure or live) else ExecState.FAILED
+            if ex.state is ExecState.UNHEDGED:
+                self.kill(
+                    f"{ex.execution_id}: crashed with {exposure // QTY_SCALE} contracts "
+                    f"exposed and {len(live)} orders unconfirmed"
+                )
+            with contextlib.suppress(Exception):
+                await self._save(ex)
         finally:
             for v, amount in res.need.items():
                 self.reserved[v] -= amount
             self.state.open_executions -= 1
+            self._running.pop(ex.execution_id, None)
+        self._book(machine)
         self.completed.append(ex)
         return ex
 
-    async def _save(self, ex: ExecutionRecord) -> None:
-        ex.updated_ns = self.clock()
-        await self.journal.record_state(ex)
-        if self.on_update is not None:
-            self.on_update(ex)
+    # ------------------------------------------------------------------- shell ---
+    async def _drive(self, m: ExecutionMachine, sent: set[str]) -> None:
+        """Perform the machine's commands, feed back what happened, until it finishes.
 
-    def _order(
-        self,
-        ex: ExecutionRecord,
-        leg: Leg,
-        attempt: int,
-        venue: Venue,
-        outcome: Outcome,
-        limit: int,
-        qty: int,
-    ) -> LegOrderRecord:
-        rec = LegOrderRecord(
-            execution_id=ex.execution_id,
-            leg=leg,
-            attempt=attempt,
-            mode=self.mode,
-            venue=venue,
-            symbol=ex.symbol,
-            outcome=outcome,
-            limit_price=Price(limit),
-            requested_qty=Qty(qty),
-            client_order_id=client_order_id(ex.execution_id, leg, attempt),
-            decided_ns=self.clock(),
-        )
-        ex.orders.append(rec)
-        return rec
+        Journal writes are awaited in order before the next command; place/cancel/query
+        run one at a time under an outer timeout that is their inner timeout plus a margin
+        (never less). Pushed fills/updates and timers arrive through the inbox.
+        """
+        inbox: asyncio.Queue[Event] = asyncio.Queue()
+        self._running[m.ex.execution_id] = (m, inbox)
+        timers: list[tuple[float, str]] = []
+        loop = asyncio.get_running_loop()
+        pending: list[Command] = list(m.start(self.clock()))
+        while True:
+            while pending:
+                cmd = pending.pop(0)
+                if isinstance(cmd, Place):
+                    sent.add(cmd.order.client_order_id)
+                ev = await self._perform(m, cmd, timers, loop.time())
+                if isinstance(cmd, Finished):
+                    await self._settle_costs(m, inbox)
+                    return
+                if ev is not None:
+                    pending.extend(m.on_event(ev, self.clock()))
+            # Nothing to do until the venue pushes something or a timer is due.
+            timeout = None
+            if timers:
+                timers.sort()
+                timeout = max(0.0, timers[0][0] - loop.time())
+            try:
+                ev = await asyncio.wait_for(inbox.get(), timeout)
+            except TimeoutError:
+                _, key = timers.pop(0)
+                ev = TimerFired(key)
+            pending.extend(m.on_event(ev, self.clock()))
+            if not pending and not timers and inbox.empty() and not m.done:
+                raise RuntimeError(f"execution {m.ex.execution_id} stalled in {m.stage.value}")
 
-    async def _send(
-        self,
-        client: VenueOrderClient,
-        rec: LegOrderRecord,
-        tif: TimeInForce,
-        timeout_ms: int,
-        *,
-        journaled: bool = False,
-    ) -> OrderResult | None:
-        """Send one order and settle its fate. Ambiguity is resolved by asking the venue
-        about the same client order id — never by sending a new one."""
+    async def _perform(
+        self, m: ExecutionMachine, cmd: Command, timers: list[tuple[float, str]], t: float
+    ) -> Event | None:
+        ex = m.ex
+        if isinstance(cmd, JournalIntent):
+            t0 = time.perf_counter_ns()
+            await self.journal.record_intent(ex, cmd.order)
+            took = time.perf_counter_ns() - t0
+            if self.on_update is not None:
+                self.on_update(ex)
+            return Journaled(took)
+        if isinstance(cmd, JournalStep):
+            ex.updated_ns = self.clock()
+            await self.journal.record_step(ex, cmd.order)
+            if self.on_update is not None:
+                self.on_update(ex)
+            return None
+        if isinstance(cmd, JournalOrder):
+            await self.journal.record_order(cmd.order)
+            return None
+        if isinstance(cmd, JournalState):
+            await self._save(ex)
+            return None
+        if isinstance(cmd, Halt):
+            self.kill(cmd.reason)
+            return None
+        if isinstance(cmd, SetTimer):
+            delay_s = max(0, cmd.at_ns - self.clock()) / 1e9
+            timers.append((t + delay_s, cmd.key))
+            return None
+        if isinstance(cmd, Finished):
+            return None
+        client = self._client(cmd.venue if not isinstance(cmd, Place) else cmd.order.venue)
+        if isinstance(cmd, Place):
+            return await self._place(client, m, cmd)
+        if isinstance(cmd, Cancel):
+            try:
+                res = await asyncio.wait_for(
+                    client.cancel(cmd.client_order_id, cmd.timeout_ms / 1000),
+                    cmd.timeout_ms / 1000 + _MARGIN_S,
+                )
+                return CancelAnswered(res)
+            except (TimeoutError, VenueError, OSError) as exc:
+                return CancelFailed(cmd.client_order_id, f"cancel: {type(exc).__name__}: {exc}")
+        assert isinstance(cmd, Query)
+        try:
+            got = await asyncio.wait_for(client.order_status(cmd.client_order_id), _READ_S)
+            return StatusRead(cmd.client_order_id, got)
+        except (TimeoutError, VenueError, OSError) as exc:
+            return ReadFailed(cmd.client_order_id, f"status: {type(exc).__name__}: {exc}")
+
+    async def _place(self, client: VenueOrderClient, m: ExecutionMachine, cmd: Place) -> Event:
+        rec = cmd.order
         req = OrderRequest(
-            rec.symbol, rec.outcome, rec.limit_price, rec.requested_qty, tif, rec.client_order_id
+            rec.symbol,
+            rec.outcome,
+            rec.limit_price,
+            rec.requested_qty,
+            cmd.tif,
+            rec.client_order_id,
         )
-        if not journaled:  # the order row is committed before the order leaves
-            rec.submitted_ns = self.clock()
+        timeout_s = cmd.timeout_ms / 1000
+        role = {Leg.LEG1: "leg1", Leg.LEG2: "leg2"}.get(rec.leg)
+        if role is not None and f"{role}_submit" not in m.ex.stages_ns:
+            m.ex.stages_ns[f"{role}_submit"] = self.clock()
+        try:
+            res = await asyncio.wait_for(client.place_limit(req, timeout_s), timeout_s + _MARGIN_S)
+        except OrderExists as exc:
+            return PlaceExists(rec.client_order_id, str(exc))
+        except (TimeoutError, VenueError, OSError) as exc:
+            if isinstance(exc, VenueError) and not exc.retryable:
+                # Refused before it left (e.g. not connected, validation in the client).
+                return Answered(
+                    OrderResult(
+                        rec.client_order_id,
+                        "",
+                        OrderState.REJECTED,
+                        rec.requested_qty,
+                        Qty(0),
+                        Money(0),
+                        Money(0),
+                        reason=str(exc),
+                        ack_ts_ns=self.clock(),
+                    )
+                )
+            return PlaceAmbiguous(rec.client_order_id, f"{type(exc).__name__}: {exc}")
+        if role is not None and res.sent_ns:
+            m.ex.stages_ns[f"{role}_submit"] = res.sent_ns  # where the bytes left
+        return Answered(res)
+
+    async def _settle_costs(self, m: ExecutionMachine, inbox: asyncio.Queue[Event]) -> None:
+        """Fills the venue counted but whose exact costs have not arrived: give the push
+        stream a short grace, then one read each; the journal gets the exact figures."""
+        if not m.costs_pending():
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.execution.status_poll_ms / 1000
+        while m.costs_pending() and loop.time() < deadline:
+            try:
+                ev = await asyncio.wait_for(inbox.get(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                break
+            m.absorb_late(ev)
+        for rec in m.costs_pending():
+            with contextlib.suppress(TimeoutError, VenueError, OSError):
+                got = await asyncio.wait_for(
+                    self._client(rec.venue).order_status(rec.client_order_id), _READ_S
+                )
+                if got is not None:
+                    m.absorb_late(StatusRead(rec.client_order_id, got))
+        m.reaccount()
+        for rec in m.ex.orders:
             await self.journal.record_order(rec)
-        timeout_s = timeout_ms / 1000
-        result: OrderResult | None = None
-        try:
-            result = await asyncio.wait_for(client.place_limit(req, timeout_s), timeout_s + 2.0)
-        except (TimeoutError, VenueError, OSError) as exc:
-            # Ambiguous or refused: ask the venue about this very id; it says whether the
-            # order exists. Never send a new id for the same intent.
-            rec.reason = f"{type(exc).__name__}: {exc}"
-            result = await self._resolve(client, rec)
-            if result is None and rec.state is not OrderState.UNKNOWN and _ambiguous(exc):
-                # "Not found" does not prove absence while the first request may still
-                # land: re-send the SAME id, which the venue creates at most once.
-                result = await self._resend(client, req, rec, timeout_s)
-        if result is not None and not result.state.terminal:
-            try:
-                result = await client.cancel(rec.client_order_id, timeout_s)
-            except (TimeoutError, VenueError, OSError) as exc:
-                rec.reason = f"cancel failed: {exc}"
-                result = await self._resolve(client, rec)
-        self._apply_result(rec, result)
-        await self.journal.record_order(rec)
-        return result
+        await self._save(m.ex)
 
-    def _reconciled_state(self, ex: ExecutionRecord) -> ExecState:
-        return _reconciled_state_of(ex, self.symbols.symbols[ex.symbol])
+    def _client(self, venue: Venue) -> VenueOrderClient:
+        return self.kalshi if venue is Venue.KALSHI else self.ibkr
 
-    async def _resend(
-        self, client: VenueOrderClient, req: OrderRequest, rec: LegOrderRecord, timeout_s: float
-    ) -> OrderResult | None:
-        try:
-            return await asyncio.wait_for(client.place_limit(req, timeout_s), timeout_s + 2.0)
-        except (TimeoutError, VenueError, OSError) as exc:
-            rec.reason += f"; resend: {type(exc).__name__}: {exc}"
-            result = await self._resolve(client, rec)
-            if result is None and _ambiguous(exc):
-                rec.state = OrderState.UNKNOWN  # two requests may be in flight: a human looks
-            return result
+    def _on_push_fill(self, fill: Fill) -> None:
+        got = self._route(fill.client_order_id)
+        if got is not None:
+            got.put_nowait(FillPushed(fill))
 
-    async def _resolve(self, client: VenueOrderClient, rec: LegOrderRecord) -> OrderResult | None:
-        for attempt in range(3):
-            try:
-                return await asyncio.wait_for(client.order_status(rec.client_order_id), 2.0)
-            except (TimeoutError, VenueError, OSError) as exc:
-                log.warning("status of %s unknown (try %d): %s", rec.client_order_id, attempt, exc)
-                await asyncio.sleep(0.05 * (attempt + 1))
-        rec.state = OrderState.UNKNOWN
+    def _on_push_order(self, res: OrderResult) -> None:
+        got = self._route(res.client_order_id)
+        if got is not None:
+            got.put_nowait(Pushed(res))
+
+    def _route(self, coid: str) -> asyncio.Queue[Event] | None:
+        for m, inbox in self._running.values():
+            if coid in m.tracks:
+                return inbox
         return None
 
-    def _apply_result(self, rec: LegOrderRecord, res: OrderResult | None) -> None:
-        if res is None:
-            if rec.state is not OrderState.UNKNOWN:
-                rec.state = OrderState.REJECTED
-            return
-        rec.state = res.state
-        rec.venue_order_id = res.venue_order_id
-        rec.filled_qty = res.filled_qty
-        rec.filled_cost = res.filled_cost
-        rec.fees = res.fees
-        rec.acked_ns = res.ack_ts_ns or self.clock()
-        if res.filled_qty:
-            rec.filled_ns = rec.acked_ns
-            key = (rec.symbol, rec.venue, rec.outcome)
-            pos = self.state.positions
-            pos[key] = Qty(pos.get(key, 0) + res.filled_qty)
-            self._net(rec.symbol, rec.venue)
-        if res.reason and not rec.reason:
-            rec.reason = res.reason
+    def _book(self, m: ExecutionMachine) -> None:
+        """Fold a finished execution into the risk state the limits read."""
+        ex = m.ex
+        for rec in ex.orders:
+            if rec.filled_qty:
+                key = (rec.symbol, rec.venue, rec.outcome)
+                pos = self.state.positions
+                pos[key] = Qty(pos.get(key, 0) + rec.filled_qty)
+                self._net(rec.symbol, rec.venue)
+        if ex.state is ExecState.DONE and any(r.filled_qty for r in ex.orders) and not m.failed:
+            self.state.consecutive_failures = 0
+        elif m.failed:
+            self.state.consecutive_failures += 1
+        self.state.exposure = Money(self.state.exposure + m.capital)
+        if ex.hedge_cost:
+            self.state.realized_pnl_today = Money(self.state.realized_pnl_today - ex.hedge_cost)
+        for check in risk.BREACHES:
+            ok, reason = check(self.state, self.config.risk)
+            if not ok:
+                self.kill(reason)
 
     def _net(self, symbol: str, venue: Venue) -> None:
         pos = self.state.positions
@@ -384,113 +497,6 @@ class Executor:
     def _residual(self, symbol: str) -> int:
         return risk.residual_exposure(self.symbols.symbols[symbol], self.state.positions)
 
-    async def _run(self, ex: ExecutionRecord, opp: Opportunity) -> None:
-        cfg = self.config.execution
-        leg1 = self._order(
-            ex, Leg.LEG1, 0, Venue.KALSHI, opp.kalshi.outcome, opp.kalshi.limit_price, opp.size
-        )
-        # One durable write before leg 1 goes out: the intent already says "leg 1 may be in
-        # flight" and carries the order row, so a crash at any point after it reconciles by
-        # that client order id (decision → first request bytes pays one fsync, not three).
-        tif1 = TimeInForce(cfg.leg1_time_in_force)
-        ex.state = ExecState.LEG1_SENT
-        ex.stages_ns["leg1_submit"] = leg1.submitted_ns = self.clock()
-        await self.journal.record_intent(ex, leg1)
-        if self.on_update is not None:
-            self.on_update(ex)
-        await self._send(self.kalshi, leg1, tif1, cfg.leg1_timeout_ms, journaled=True)
-        ex.stages_ns["leg1_ack"] = leg1.acked_ns
-        if leg1.filled_qty:
-            ex.stages_ns["leg1_fill"] = leg1.filled_ns
-        if leg1.state is OrderState.UNKNOWN:
-            await self._outcome_unknown(ex, "leg 1", "Kalshi")
-            return
-        if not leg1.filled_qty:
-            ex.state = ExecState.DONE if leg1.state is not OrderState.REJECTED else ExecState.FAILED
-            ex.error = leg1.reason
-            await self._save(ex)
-            return
-
-        # Leg 2: exactly leg 1's whole contracts, only if the quote still supports it.
-        filled1 = leg1.filled_qty
-        qty2 = filled1 - filled1 % QTY_SCALE
-        leg2: LegOrderRecord | None = None
-        limit2 = opp.ibkr.limit_price
-        moved = cfg.recheck_leg2_quote and not self._quote_supports(
-            opp.symbol, Venue.IBKR, opp.ibkr.outcome, limit2, qty2
-        )
-        if qty2 and not moved:
-            leg2 = self._order(ex, Leg.LEG2, 0, Venue.IBKR, opp.ibkr.outcome, limit2, qty2)
-            ex.state = ExecState.LEG2_SENT
-            await self._save(ex)
-            ex.stages_ns["leg2_submit"] = self.clock()
-            await self._send(self.ibkr, leg2, TimeInForce.IOC, cfg.leg2_timeout_ms)
-            ex.stages_ns["leg2_ack"] = leg2.acked_ns
-            if leg2.filled_qty:
-                ex.stages_ns["leg2_fill"] = leg2.filled_ns
-            if leg2.state is OrderState.UNKNOWN:
-                await self._outcome_unknown(ex, "leg 2", "IBKR")
-                return
-        elif moved:
-            ex.error = "leg-2 quote moved past the detected limit; hedging leg 1"
-
-        filled2 = leg2.filled_qty if leg2 is not None else 0
-        matched = min(filled1, filled2)
-        pair_cost = self._cost_of(leg1, matched) + (
-            self._cost_of(leg2, matched) if leg2 is not None else 0
-        )
-        remainder = filled1 - filled2
-        if remainder <= 0:
-            ex.realized_pnl = Money(matched * PAYOUT_PER_CONTRACT // QTY_SCALE - pair_cost)
-            ex.state = ExecState.DONE
-            self.state.consecutive_failures = 0
-            self.state.exposure = Money(self.state.exposure + pair_cost)
-            await self._save(ex)
-            return
-
-        # Hedge the unmatched leg-1 contracts by buying the opposite outcome on Kalshi.
-        ex.state = ExecState.HEDGING
-        await self._save(ex)
-        hedged, hedge_cost = await self._hedge(ex, leg1, remainder)
-        unhedged = remainder - hedged
-        leg1_rest_cost = leg1.filled_cost + leg1.fees - self._cost_of(leg1, matched)
-        # Hedged contracts pay $1 per YES/NO pair: cost is realised now.
-        ex.hedge_cost = Money(
-            hedge_cost + leg1_rest_cost - hedged * PAYOUT_PER_CONTRACT // QTY_SCALE
-        )
-        arb_pnl = matched * PAYOUT_PER_CONTRACT // QTY_SCALE - pair_cost
-        ex.realized_pnl = Money(arb_pnl - ex.hedge_cost)
-        self.state.realized_pnl_today = Money(self.state.realized_pnl_today - ex.hedge_cost)
-        self.state.exposure = Money(self.state.exposure + pair_cost)
-        self.state.consecutive_failures += 1
-        if unhedged > 0 or self._residual(ex.symbol):
-            ex.state = ExecState.UNHEDGED
-            ex.error = (ex.error + "; " if ex.error else "") + (
-                f"{unhedged / QTY_SCALE:g} contracts left unhedged"
-            )
-            self.kill(f"{ex.execution_id}: unhedged exposure after {cfg.hedge_max_ms} ms")
-        else:
-            ex.state = ExecState.HEDGED
-        await self._save(ex)
-        for check in risk.BREACHES:
-            ok, reason = check(self.state, self.config.risk)
-            if not ok:
-                self.kill(reason)
-
-    async def _outcome_unknown(self, ex: ExecutionRecord, leg: str, venue: str) -> None:
-        """An order whose fate the venue would not tell us: assume exposure, stop trading."""
-        ex.state = ExecState.UNHEDGED
-        ex.error = f"{leg} outcome unknown"
-        self.kill(f"{ex.execution_id}: {leg} state unknown at {venue}")
-        await self._save(ex)
-
-    def _cost_of(self, rec: LegOrderRecord, qty: int) -> int:
-        """Cost incl. fees of ``qty`` of an order's fill, pro rata (exact, rounded up)."""
-        if not rec.filled_qty or qty <= 0:
-            return 0
-        total = rec.filled_cost + rec.fees
-        return -((-total * qty) // rec.filled_qty)
-
     def _depth(self, symbol: str, venue: Venue, outcome: Outcome, limit: int) -> int:
         """Visible quantity at or better than ``limit`` (per the quote source)."""
         avail = 0
@@ -500,41 +506,45 @@ class Executor:
             avail += size
         return avail
 
-    def _quote_supports(
-        self, symbol: str, venue: Venue, outcome: Outcome, limit: int, qty: int
-    ) -> bool:
-        return self._depth(symbol, venue, outcome, limit) >= qty
-
-    async def _hedge(self, ex: ExecutionRecord, leg1: LegOrderRecord, qty: int) -> tuple[int, int]:
-        """Buy ``qty`` of the opposite Kalshi outcome over a bounded price ladder.
-
-        Returns (contracts hedged, cost incl. fees). The ladder starts at the current best
-        ask (or the break-even 1 − leg-1 price) and steps up by ``hedge_price_step_usd``.
-        """
-        cfg = self.config.execution
-        outcome = leg1.outcome.opposite
-        deadline = self.clock() + cfg.hedge_max_ms * 1_000_000
-        asks = self.quote(ex.symbol, Venue.KALSHI, outcome)
-        base = asks[0][0] if asks else PRICE_SCALE - leg1.limit_price
-        step = cfg.hedge_price_step_usd // 100  # Money → Price units
-        hedged = cost = 0
-        ex.stages_ns["hedge_start"] = self.clock()
-        for attempt in range(cfg.hedge_max_steps + 1):
-            left = qty - hedged
-            if left <= 0 or self.clock() >= deadline:
-                break
-            limit = min(base + attempt * step, PRICE_SCALE - 1)
-            rec = self._order(ex, Leg.HEDGE, attempt, Venue.KALSHI, outcome, limit, left)
-            remaining_ms = max(1, (deadline - self.clock()) // 1_000_000)
-            await self._send(
-                self.kalshi, rec, TimeInForce.IOC, min(cfg.leg1_timeout_ms, remaining_ms)
-            )
-            hedged += rec.filled_qty
-            cost += rec.filled_cost + rec.fees
-        ex.stages_ns["hedge_end"] = self.clock()
-        return hedged, cost
+    async def _save(self, ex: ExecutionRecord) -> None:
+        ex.updated_ns = self.clock()
+        await self.journal.record_state(ex)
+        if self.on_update is not None:
+            self.on_update(ex)
 
     # ----------------------------------------------------------- reconciliation ---
+    def _reconciled_state(self, ex: ExecutionRecord) -> ExecState:
+        return _reconciled_state_of(ex, self.symbols.symbols[ex.symbol])
+
+    async def _lookup(self, client: VenueOrderClient, coid: str) -> tuple[bool, OrderResult | None]:
+        """(venue answered, result). None counts as absent only after
+        ``status_max_misses`` misses spanning ``status_lag_tolerance_ms``: reads lag writes."""
+        p = self.config.execution
+        misses = 0
+        loop = asyncio.get_running_loop()
+        first_miss = 0.0
+        answered = False
+        for _ in range(p.status_max_misses * 4 + 8):
+            try:
+                got = await asyncio.wait_for(client.order_status(coid), _READ_S)
+            except (TimeoutError, VenueError, OSError) as exc:
+                log.warning("status of %s unknown: %s", coid, exc)
+                await asyncio.sleep(p.status_poll_ms / 1000)
+                continue
+            answered = True
+            if got is not None:
+                return True, got
+            misses += 1
+            if misses == 1:
+                first_miss = loop.time()
+            if (
+                misses >= p.status_max_misses
+                and (loop.time() - first_miss) * 1000 >= p.status_lag_tolerance_ms
+            ):
+                return True, None
+            await asyncio.sleep(p.status_poll_ms / 1000)
+        return answered and misses > 0 and False, None
+
     async def reconcile(self) -> ReconcileReport:
         """At start: settle every non-terminal journaled execution by client order id,
         compare positions with the venues, and put the kill switch on for exposure."""
@@ -542,13 +552,13 @@ class Executor:
         for ex in await self.journal.open_executions():
             report.executions_checked += 1
             for rec in ex.orders:
-                client = self.kalshi if rec.venue is Venue.KALSHI else self.ibkr
-                res = await self._resolve(client, rec)
-                if res is None and rec.state is OrderState.UNKNOWN:
+                client = self._client(rec.venue)
+                seen, res = await self._lookup(client, rec.client_order_id)
+                if not seen:
+                    rec.state = OrderState.UNKNOWN
                     report.notes.append(f"{rec.client_order_id}: venue unreachable")
-                    continue
-                if res is None:
-                    report.orders_missing += 1  # never reached the venue: nothing to undo
+                elif res is None:
+                    report.orders_missing += 1  # absent over the lag window: never landed
                     rec.state = OrderState.REJECTED
                     rec.reason = rec.reason or "not found at venue after restart"
                 else:
@@ -558,7 +568,7 @@ class Executor:
                             res = await client.cancel(rec.client_order_id, 2.0)
                         except (TimeoutError, VenueError, OSError) as exc:
                             report.notes.append(f"{rec.client_order_id}: cancel failed: {exc}")
-                    self._apply_result(rec, res)
+                    _absorb(rec, res)
                 await self.journal.record_order(rec)
             ex.state = self._reconciled_state(ex)
             ex.error = "reconciled after restart"
@@ -580,6 +590,16 @@ class Executor:
         return report
 
 
+def _absorb(rec: LegOrderRecord, res: OrderResult) -> None:
+    """A venue answer into the journal row (reconciliation: the venue is the truth)."""
+    rec.state = res.state if res.state.terminal else OrderState.UNKNOWN
+    rec.venue_order_id = res.venue_order_id or rec.venue_order_id
+    rec.filled_qty = res.filled_qty
+    rec.filled_cost = res.filled_cost
+    rec.fees = res.fees
+    rec.acked_ns = rec.acked_ns or res.ack_ts_ns
+
+
 def _reconciled_state_of(ex: ExecutionRecord, spec: SymbolSpec) -> ExecState:
     """FAILED only when nothing filled; an unknown order or the execution's own fills
     left unmatched make it UNHEDGED (a human looks); otherwise DONE or HEDGED."""
@@ -594,11 +614,6 @@ def _reconciled_state_of(ex: ExecutionRecord, spec: SymbolSpec) -> ExecState:
         return ExecState.FAILED
     hedged = any(o.leg is Leg.HEDGE and o.filled_qty for o in ex.orders)
     return ExecState.HEDGED if hedged else ExecState.DONE
-
-
-def _ambiguous(exc: BaseException) -> bool:
-    """The request may have reached the venue (a timeout, a dropped connection, a 5xx)."""
-    return not isinstance(exc, VenueError) or exc.retryable
 
 
 def ibkr_order_ok(price: int, qty: int) -> tuple[bool, str]:

@@ -4,8 +4,8 @@ gateway, paper venue), so the executor has one path for live, paper and replay."
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from arbkit.model import Money, Outcome, Price, Qty, Venue

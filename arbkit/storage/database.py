@@ -511,19 +511,29 @@ class Database:
         what was recorded.
         """
         async with self._txn() as conn:
-            try:
-                cur = await conn.execute(_UPSERT_ORDER, _order_params(order))
-            except sqlite3.IntegrityError as exc:
-                raise JournalError(
-                    f"order {order.client_order_id!r} of {order.execution_id!r} refused: {exc} "
-                    "(is the execution journaled?)"
-                ) from exc
-            if cur.rowcount != 1:
-                raise JournalError(
-                    f"order {order.client_order_id!r} is journaled with different terms "
-                    "(execution, leg, attempt, mode, venue, symbol, outcome, limit or qty); "
-                    "a client order id is never reused"
-                )
+            await self._upsert_order(conn, order)
+
+    async def record_step(self, ex: ExecutionRecord, order: LegOrderRecord) -> None:
+        """State + a new order row in one durable commit (one fsync before leg 2)."""
+        async with self._txn() as conn:
+            await self._update_state(conn, ex)
+            await self._upsert_order(conn, order)
+
+    @staticmethod
+    async def _upsert_order(conn: aiosqlite.Connection, order: LegOrderRecord) -> None:
+        try:
+            cur = await conn.execute(_UPSERT_ORDER, _order_params(order))
+        except sqlite3.IntegrityError as exc:
+            raise JournalError(
+                f"order {order.client_order_id!r} of {order.execution_id!r} refused: {exc} "
+                "(is the execution journaled?)"
+            ) from exc
+        if cur.rowcount != 1:
+            raise JournalError(
+                f"order {order.client_order_id!r} is journaled with different terms "
+                "(execution, leg, attempt, mode, venue, symbol, outcome, limit or qty); "
+                "a client order id is never reused"
+            )
 
     async def record_state(self, ex: ExecutionRecord) -> None:
         """Store the execution's state, pnl, hedge cost, error and stage times.
@@ -531,40 +541,44 @@ class Database:
         A terminal execution never changes state again and nothing returns to ``intent``
         (``JournalError``); stage times once recorded are kept.
         """
-        stage_values, extra = _split_stages(ex.stages_ns)
         async with self._txn() as conn:
-            row = await _fetchone_or_none(
-                conn,
-                "SELECT state, stages_extra FROM arb_executions WHERE execution_id = ?",
-                (ex.execution_id,),
+            await self._update_state(conn, ex)
+
+    @staticmethod
+    async def _update_state(conn: aiosqlite.Connection, ex: ExecutionRecord) -> None:
+        stage_values, extra = _split_stages(ex.stages_ns)
+        row = await _fetchone_or_none(
+            conn,
+            "SELECT state, stages_extra FROM arb_executions WHERE execution_id = ?",
+            (ex.execution_id,),
+        )
+        if row is None:
+            raise JournalError(f"execution {ex.execution_id!r} is not journaled")
+        current = _STATES[row[0]]
+        if ex.state is not current and (current.terminal or ex.state is ExecState.INTENT):
+            raise JournalError(
+                f"execution {ex.execution_id!r}: {current.value} -> {ex.state.value} "
+                "refused (terminal states are final; nothing returns to intent)"
             )
-            if row is None:
-                raise JournalError(f"execution {ex.execution_id!r} is not journaled")
-            current = _STATES[row[0]]
-            if ex.state is not current and (current.terminal or ex.state is ExecState.INTENT):
-                raise JournalError(
-                    f"execution {ex.execution_id!r}: {current.value} -> {ex.state.value} "
-                    "refused (terminal states are final; nothing returns to intent)"
-                )
-            merged = {**json.loads(row[1]), **json.loads(extra)}
-            await conn.execute(
-                "UPDATE arb_executions SET state = ?, updated_ns = ?, opportunity_id = "
-                "COALESCE(?, opportunity_id), realized_pnl_e6 = ?, hedge_cost_e6 = ?, "
-                "error = ?, stages_extra = ?, "
-                + ", ".join(f"{c} = COALESCE(?, {c})" for c in _STAGE_COLS)
-                + " WHERE execution_id = ?",
-                (
-                    ex.state.value,
-                    ex.updated_ns,
-                    ex.opportunity_id,
-                    ex.realized_pnl,
-                    ex.hedge_cost,
-                    ex.error,
-                    json.dumps(merged, sort_keys=True),
-                    *stage_values,
-                    ex.execution_id,
-                ),
-            )
+        merged = {**json.loads(row[1]), **json.loads(extra)}
+        await conn.execute(
+            "UPDATE arb_executions SET state = ?, updated_ns = ?, opportunity_id = "
+            "COALESCE(?, opportunity_id), realized_pnl_e6 = ?, hedge_cost_e6 = ?, "
+            "error = ?, stages_extra = ?, "
+            + ", ".join(f"{c} = COALESCE(?, {c})" for c in _STAGE_COLS)
+            + " WHERE execution_id = ?",
+            (
+                ex.state.value,
+                ex.updated_ns,
+                ex.opportunity_id,
+                ex.realized_pnl,
+                ex.hedge_cost,
+                ex.error,
+                json.dumps(merged, sort_keys=True),
+                *stage_values,
+                ex.execution_id,
+            ),
+        )
 
     async def open_executions(self) -> list[ExecutionRecord]:
         """Non-terminal executions (oldest first) with their orders, for reconciliation."""

@@ -38,8 +38,10 @@ async def test_happy_path_reads_back_equal(db: Database) -> None:
 
 async def test_hedged_and_unhedged_paths(db: Database) -> None:
     rig = sqlite_rig(db)
-    rig.ibkr.reject_next = "Order rejected - reason: test"
-    ex = await rig.ex.execute(rig.opportunity())
+    opp0 = rig.opportunity()
+    # ForecastEx moved past break-even while leg 1 was in flight: unwound on Kalshi.
+    rig.during_leg1(lvl(Venue.IBKR, Outcome.NO, 5000, 0), lvl(Venue.IBKR, Outcome.NO, 6200, 1000))
+    ex = await rig.ex.execute(opp0)
     assert ex is not None and ex.state is ExecState.HEDGED
     got = await db.execution(ex.execution_id)
     assert got == ex and got.hedge_cost > 0
@@ -48,8 +50,9 @@ async def test_hedged_and_unhedged_paths(db: Database) -> None:
     rig = sqlite_rig(db)
     rig.ex.id_prefix = "other"  # same opportunity, a new execution id
     rig.ibkr.reject_next = "rejected"
-    rig.cob.apply(lvl(Venue.KALSHI, Outcome.NO, 5900, 0))  # nothing to hedge with
     opp = rig.opportunity()
+    # nothing to complete or unwind with
+    rig.during_leg1(lvl(Venue.KALSHI, Outcome.NO, 5900, 0), lvl(Venue.IBKR, Outcome.NO, 5000, 0))
     ex = await rig.ex.execute(opp)
     assert ex is not None and ex.state is ExecState.UNHEDGED
     [u] = await db.executions_in_state(ExecState.UNHEDGED)
