@@ -161,7 +161,9 @@ class Executor:
         self.venue_up: dict[Venue, bool] = {Venue.KALSHI: True, Venue.IBKR: True}
         self._running: dict[str, tuple[ExecutionMachine, asyncio.Queue[Event]]] = {}
         for client in (kalshi, ibkr):
-            client.subscribe(self._on_push_fill, self._on_push_order)
+            subscribe = getattr(client, "subscribe", None)  # the venue's own fill stream
+            if subscribe is not None:
+                subscribe(self._on_push_fill, self._on_push_order)
 
     # ------------------------------------------------------------------ control ---
     def kill(self, reason: str) -> None:

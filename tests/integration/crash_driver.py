@@ -32,6 +32,12 @@ def leg_code(client_order_id: str) -> str:
     return client_order_id.rsplit("-", 2)[1]  # "<execution id>-<l1|l2|h>-<attempt>"
 
 
+def leg_attempt(client_order_id: str) -> str:
+    """``h1`` for the second recovery order: kill points can name one attempt."""
+    _, code, attempt = client_order_id.rsplit("-", 2)
+    return f"{code}{attempt}"
+
+
 def step(name: str) -> None:
     if name == KILL_AT:
         sys.stderr.write(f"crash_driver: SIGKILL at {name}\n")
@@ -53,13 +59,23 @@ class KillingJournal:
         await self.db.record_order(order)
         phase = "submitted" if order.state is OrderState.PENDING else "result"
         step(f"order:{leg_code(order.client_order_id)}:{phase}")
+        step(f"order:{leg_attempt(order.client_order_id)}:{phase}")
 
     async def record_state(self, ex: ExecutionRecord) -> None:
         await self.db.record_state(ex)
         step(f"state:{ex.state.value}")
 
+    async def record_step(self, ex: ExecutionRecord, order: LegOrderRecord) -> None:
+        # state + the next order row in one commit: both step names die at the same point
+        await self.db.record_step(ex, order)
+        step(f"state:{ex.state.value}")
+        step(f"order:{leg_code(order.client_order_id)}:submitted")
+
     async def open_executions(self) -> list[ExecutionRecord]:
         return await self.db.open_executions()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
 
 
 class KillingClient:
@@ -72,6 +88,7 @@ class KillingClient:
     async def place_limit(self, req: OrderRequest, timeout_s: float) -> OrderResult:
         res: OrderResult = await self.inner.place_limit(req, timeout_s)
         step(f"venue:{leg_code(req.client_order_id)}")
+        step(f"venue:{leg_attempt(req.client_order_id)}")
         return res
 
     def __getattr__(self, name: str) -> Any:

@@ -41,12 +41,15 @@ HAPPY = [
     ("state:done", False),
     ("never", False),
 ]
-HEDGE = [  # leg 2 is rejected, so the executor hedges on Kalshi
+HEDGE = [  # leg 2 and the completion on ForecastEx (h0) are refused: unwind on Kalshi (h1)
     ("order:l2:result", True),
     ("state:hedging", True),
-    ("order:h:submitted", True),
-    ("venue:h", False),
-    ("order:h:result", False),
+    ("order:h0:submitted", True),
+    ("venue:h0", True),  # the refused completion: leg 1 still open
+    ("order:h0:result", True),
+    ("order:h1:submitted", True),
+    ("venue:h1", False),  # the unwind filled at Kalshi, not journaled
+    ("order:h1:result", False),
     ("state:hedged", False),
 ]
 CASES = [(k, False, x) for k, x in HAPPY] + [(k, True, x) for k, x in HEDGE]
@@ -98,6 +101,8 @@ async def test_sigkill_at_step_then_reconcile(
     db = tmp_path / "journal.sqlite"
     client_id = next(_client_ids)
     if hedge:
+        # leg 2 and the completion attempt are refused: the unwind on Kalshi follows
+        venues.tws.reject_next_order()
         venues.tws.reject_next_order()
     await run_driver(venues, db, kill_at, client_id)
     await _until(lambda: venues.tws.client_count == 0)  # the dead session is gone

@@ -92,11 +92,14 @@ async def test_leg1_unfilled_sends_nothing_else(rig: Rig, venues: Venues) -> Non
     assert [o.leg for o in ex.orders] == [Leg.LEG1] and venues.tws.orders_received == 0
 
 
-@pytest.mark.parametrize("fault", ["reject", "partial", "timeout", "moved"])
-async def test_leg2_failure_is_hedged(rig: Rig, venues: Venues, fault: str) -> None:
+@pytest.mark.parametrize("fault", ["reject", "partial", "timeout", "moved", "unwind"])
+async def test_leg2_failure_is_recovered(rig: Rig, venues: Venues, fault: str) -> None:
     opp = await rig.next_opportunity()
     assert rig.executor is not None
     if fault == "reject":
+        venues.tws.reject_next_order()
+    elif fault == "unwind":  # leg 2 and the completion refused: unwind on Kalshi
+        venues.tws.reject_next_order()
         venues.tws.reject_next_order()
     elif fault == "partial":
         venues.tws.partial_fill_next_order(4)
@@ -117,19 +120,28 @@ async def test_leg2_failure_is_hedged(rig: Rig, venues: Venues, fault: str) -> N
 
         kalshi.place_limit = place_then_move  # type: ignore[method-assign]
     ex = await rig.executor.execute(opp)
-    assert ex is not None and ex.state is ExecState.HEDGED, ex
     [l1] = legs(ex, Leg.LEG1)
-    hedges = legs(ex, Leg.HEDGE)
+    recovery = [h for h in legs(ex, Leg.HEDGE) if h.filled_qty]
     leg2_fill = sum(o.filled_qty for o in legs(ex, Leg.LEG2))
-    assert leg2_fill == {"reject": 0, "partial": n(4), "timeout": 0, "moved": 0}[fault]
-    assert hedges and all(h.venue is Venue.KALSHI and h.outcome is Outcome.NO for h in hedges)
-    assert sum(h.filled_qty for h in hedges) == l1.filled_qty - leg2_fill
-    assert ex.hedge_cost > 0  # YES at 0.40 + NO at 0.65 + fees: a real, recorded loss
+    assert leg2_fill == {"reject": 0, "partial": n(4), "timeout": 0, "moved": 0, "unwind": 0}[fault]
+    assert sum(h.filled_qty for h in recovery) == l1.filled_qty - leg2_fill
+    if fault == "unwind":
+        # the cheaper way left: buy Kalshi NO at 0.65 against YES at 0.40 — a real loss
+        assert ex.state is ExecState.HEDGED, ex
+        assert all(h.venue is Venue.KALSHI and h.outcome is Outcome.NO for h in recovery)
+        assert ex.hedge_cost > 0
+    else:
+        # completing on ForecastEx (NO at 0.51, or 0.61 after the move) beats unwinding
+        # at 0.65 + fee on Kalshi: the pair is matched
+        assert ex.state is ExecState.DONE, ex
+        assert all(h.venue is Venue.IBKR and h.outcome is Outcome.NO for h in recovery)
+    if fault == "moved":
+        assert ex.hedge_cost > 0 and ex.realized_pnl < 0  # 0.40 + 0.61 + fees > $1
     assert (await journaled(rig, ex)).hedge_cost == ex.hedge_cost
     assert rig.executor.state.realized_pnl_today == -ex.hedge_cost
     await assert_flat_and_consistent(rig, venues, ex)
     if fault == "moved":
-        assert not legs(ex, Leg.LEG2) and venues.tws.orders_received == 0
+        assert not legs(ex, Leg.LEG2)  # past break-even: no leg 2 at the detected price
     if fault == "timeout":
         [l2] = legs(ex, Leg.LEG2)
         assert l2.state is OrderState.CANCELLED and l2.filled_qty == 0

@@ -74,7 +74,8 @@ async def test_order_post_timeout(rig: Rig, venues: Venues, delay_ms: int) -> No
         x.client_order_id == l1.client_order_id for x in venues.exchange.engine.orders.values()
     )
     assert landed or l1.state in (OrderState.REJECTED, OrderState.UNKNOWN)
-    if delay_ms > 2_000:  # past leg1_timeout_ms: "not found" → the same id re-sent once
-        assert venues.exchange.order_posts[l1.client_order_id] == 2
+    if delay_ms > 2_000:  # past leg1_timeout_ms: looked for over the lag window (it lands
+        # meanwhile), at most one re-send of the same id; created once either way
+        assert venues.exchange.order_posts[l1.client_order_id] in (1, 2)
         assert venues.exchange.orders_created[l1.client_order_id] == 1
         assert landed and ex.state is ExecState.DONE, ex
