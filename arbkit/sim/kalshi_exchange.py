@@ -695,7 +695,9 @@ class KalshiExchange:
                     continue  # refused before it was booked
                 if lag:
                     self._order_hist.setdefault(o.order_id, []).append((now, self._order_json(o)))
-                self._publish(o.user, "user_orders", o.ticker, "user_order", self._user_order_json(o))
+                self._publish(
+                    o.user, "user_orders", o.ticker, "user_order", self._user_order_json(o)
+                )
         fills = self.engine.fills
         if self._fills_flushed < len(fills):
             new = fills[self._fills_flushed :]
@@ -716,7 +718,9 @@ class KalshiExchange:
                             (now, self._position_json(t, pos))
                         )
 
-    def _publish(self, user: str, channel: str, ticker: str, kind: str, msg: dict[str, Any]) -> None:
+    def _publish(
+        self, user: str, channel: str, ticker: str, kind: str, msg: dict[str, Any]
+    ) -> None:
         for conn in self._conns:
             if conn.user != user:
                 continue
