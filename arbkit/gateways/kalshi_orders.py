@@ -27,6 +27,7 @@ import asyncio
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from arbkit.execution.venue import (
@@ -50,6 +51,18 @@ from arbkit.gateways.kalshi_rest import (
 )
 from arbkit.gateways.kalshi_user_stream import KalshiUserStream, fill_from, order_result
 from arbkit.model import PRICE_SCALE, Money, Outcome, Price, Qty, Venue, parse_money
+
+
+@dataclass(slots=True)
+class _Known:
+    """What this client knows about one of its orders (without reading the venue)."""
+
+    order_id: str
+    ticker: str = ""
+    initial: Qty | None = None
+    limit: Price | None = None  # in the bought outcome's own terms
+    last: KalshiOrder | None = None  # the last REST read of it
+
 
 _TIF = {TimeInForce.IOC: "immediate_or_cancel", TimeInForce.FOK: "fill_or_kill"}
 # 4xx answers to a create that are ambiguous or mean "exists", not a refusal.
@@ -108,7 +121,7 @@ class KalshiOrderClient:
         self.ticker_to_symbol = {t: s for s, t in self.symbol_to_ticker.items()}
         self.stp = self_trade_prevention_type
         self.exists_lookup_timeout_s = exists_lookup_timeout_s
-        self._known: dict[str, tuple[str, str]] = {}  # client_order_id → (order_id, ticker)
+        self._known: dict[str, _Known] = {}  # client_order_id → what we know
         self._coid_of: dict[str, str] = {}  # order_id → client_order_id
         self._stream_fills: dict[str, dict[str, Fill]] = {}  # order_id → trade_id → fill
         self._stream_orders: dict[str, OrderResult] = {}  # order_id → latest user_order
@@ -146,10 +159,30 @@ class KalshiOrderClient:
         self._fill_listeners.append(on_fill)
         self._order_listeners.append(on_order)
 
-    def _remember(self, client_order_id: str, order_id: str, ticker: str) -> None:
-        if client_order_id:
-            self._known[client_order_id] = (order_id, ticker)
-            self._coid_of[order_id] = client_order_id
+    def _remember(
+        self,
+        client_order_id: str,
+        order_id: str,
+        ticker: str = "",
+        *,
+        initial: Qty | None = None,
+        limit: Price | None = None,
+        read: KalshiOrder | None = None,
+    ) -> None:
+        if not client_order_id:
+            return
+        k = self._known.get(client_order_id)
+        if k is None or k.order_id != order_id:
+            k = self._known[client_order_id] = _Known(order_id)
+        k.ticker = ticker or k.ticker
+        if read is not None:
+            k.last = read
+            k.initial = read.initial_count
+            k.limit = read.yes_price if read.outcome_side is Outcome.YES else read.no_price
+        else:
+            k.initial = initial if initial is not None else k.initial
+            k.limit = limit if limit is not None else k.limit
+        self._coid_of[order_id] = client_order_id
 
     def _on_stream_fill(self, f: Fill) -> None:
         if not f.client_order_id and f.venue_order_id in self._coid_of:
@@ -174,7 +207,7 @@ class KalshiOrderClient:
         if r.client_order_id:
             self._coid_of.setdefault(r.venue_order_id, r.client_order_id)
             if r.client_order_id not in self._known:
-                self._known[r.client_order_id] = (r.venue_order_id, "")
+                self._remember(r.client_order_id, r.venue_order_id, initial=r.requested_qty)
         self._stream_orders[r.venue_order_id] = r
         for cb in self._order_listeners:
             cb(r)
@@ -268,7 +301,9 @@ class KalshiOrderClient:
         self, req: OrderRequest, ticker: str, c: CreateOrderResult, sent_ns: int
     ) -> OrderResult:
         ack = time.time_ns()
-        self._remember(req.client_order_id, c.order_id, ticker)
+        self._remember(
+            req.client_order_id, c.order_id, ticker, initial=req.qty, limit=req.limit_price
+        )
         filled = c.fill_count
         if c.remaining_count > 0:
             state = OrderState.OPEN
@@ -327,18 +362,18 @@ class KalshiOrderClient:
             raise OrderExists(
                 f"409 for {req.client_order_id}: the order exists but is not readable yet"
             ) from exc
-        self._remember(found.client_order_id, found.order_id, found.ticker)
+        self._remember(found.client_order_id, found.order_id, found.ticker, read=found)
         return _result(found, req.qty, "already existed")
 
     async def _read(self, client_order_id: str) -> KalshiOrder | None:
         """One read: by order id when known, else the orders list (per ticker when known);
         then ``/historical/orders`` if the live tier does not have it."""
         known = self._known.get(client_order_id)
-        ticker = known[1] if known and known[1] else None
+        ticker = known.ticker if known and known.ticker else None
         o: KalshiOrder | None = None
         if known is not None:
             try:
-                o = await self.rest.get_order(known[0])
+                o = await self.rest.get_order(known.order_id)
             except KalshiApiError as exc:
                 if exc.status != 404:
                     raise
@@ -349,7 +384,7 @@ class KalshiOrderClient:
                 client_order_id, ticker=ticker, historical=True
             )
         if o is not None:
-            self._remember(client_order_id, o.order_id, o.ticker)
+            self._remember(client_order_id, o.order_id, o.ticker, read=o)
         return o
 
     async def order_status(self, client_order_id: str) -> OrderResult | None:
@@ -362,40 +397,59 @@ class KalshiOrderClient:
             return await asyncio.wait_for(self._cancel(client_order_id), timeout_s)
 
     async def _cancel(self, client_order_id: str) -> OrderResult:
-        o = await self._read(client_order_id)
-        if o is None:
-            raise VenueError(
-                f"cancel {client_order_id}: order not seen (reads lag; look again)",
-                retryable=True,
-                status=404,
-            )
-        if o.status != "resting":
-            return _result(o)
+        """Known order (id + size): DELETE at once, no lagging read first. Unknown: one read
+        to find it. A 400/404 from the DELETE means it is already gone: read its final state."""
+        k = self._known.get(client_order_id)
+        if k is None or k.initial is None:
+            o = await self._read(client_order_id)
+            if o is None:
+                raise VenueError(
+                    f"cancel {client_order_id}: order not seen (reads lag; look again)",
+                    retryable=True,
+                    status=404,
+                )
+            if o.status != "resting":
+                return _result(o)
+            k = self._known[client_order_id]
+        assert k.initial is not None
         try:
-            c = await self.rest.cancel_order(o.order_id, ticker=o.ticker)
+            c = await self.rest.cancel_order(k.order_id, ticker=k.ticker or None)
         except KalshiApiError as exc:
             if exc.status not in (400, 404):
                 raise
-            # Already gone (filled or cancelled meanwhile): read the final state.
             again = await self._read(client_order_id)
-            return _result(again if again is not None else o)
+            if again is None:
+                raise VenueError(
+                    f"cancel {client_order_id}: {exc}; final state not readable yet",
+                    retryable=True,
+                    status=exc.status,
+                ) from exc
+            return _result(again)
         # The cancel removed what was resting; everything else had filled.
-        filled = Qty(o.initial_count - c.reduced_by)
-        exact = self._exact_costs(o.order_id, filled)
-        if exact is None and o.fill_count == filled:
+        filled = Qty(k.initial - c.reduced_by)
+        exact = self._exact_costs(k.order_id, filled)
+        o = k.last
+        if exact is None and o is not None and o.fill_count == filled:
             exact = (
                 Money(o.taker_fill_cost + o.maker_fill_cost),
                 Money(o.taker_fees + o.maker_fees),
             )
-        limit = o.yes_price if o.outcome_side is Outcome.YES else o.no_price
+        if exact is not None:
+            cost, fees = exact
+        else:  # estimate: the limit bounds the cost of fills not seen in a read
+            limit = k.limit or Price(PRICE_SCALE)
+            seen_q = o.fill_count if o is not None and o.fill_count <= filled else Qty(0)
+            seen_cost = o.taker_fill_cost + o.maker_fill_cost if seen_q else 0
+            cost = Money(seen_cost + limit * (filled - seen_q))
+            fees = Money(o.taker_fees + o.maker_fees if seen_q else 0)
         return OrderResult(
-            o.client_order_id,
-            o.order_id,
+            client_order_id,
+            k.order_id,
             OrderState.CANCELLED,
-            o.initial_count,
+            k.initial,
             filled,
-            exact[0] if exact else Money(limit * filled),
-            exact[1] if exact else Money(o.taker_fees + o.maker_fees),
+            cost,
+            fees,
             reason="cancelled",
             ack_ts_ns=time.time_ns(),
             costs_final=exact is not None,
@@ -413,7 +467,7 @@ class KalshiOrderClient:
             rows = await self.rest.get_orders(status="resting")
         out = []
         for o in rows:
-            self._remember(o.client_order_id, o.order_id, o.ticker)
+            self._remember(o.client_order_id, o.order_id, o.ticker, read=o)
             out.append((self.ticker_to_symbol.get(o.ticker, ""), _result(o)))
         return out
 
@@ -439,7 +493,7 @@ class KalshiOrderClient:
             if any(f.order_id not in self._coid_of for f in raw):
                 for archived in (False, True):
                     for ko in await self.rest.get_orders(historical=archived):
-                        self._remember(ko.client_order_id, ko.order_id, ko.ticker)
+                        self._remember(ko.client_order_id, ko.order_id, ko.ticker, read=ko)
         out: list[Fill] = []
         seen: set[str] = set()
         for f in raw:
