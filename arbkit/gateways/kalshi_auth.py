@@ -5,10 +5,10 @@ message = timestamp_ms + METHOD + path, where path includes ``/trade-api/v2`` (o
 Key material never appears in repr/str/logs: only the key id's first 4 characters do.
 
 Pre-signing: because the body is not signed, the headers for a hot (method, path) — the
-create-order POST — can be signed ahead. :meth:`KalshiAuth.presign` keeps one unused signed
-header set per registered path, refreshed by a daemon thread; :meth:`KalshiAuth.headers`
-hands it out (once: each signature is used for one request) if it is younger than
-``max_age_s``, else signs inline. The venue's timestamp window is larger than that bound.
+create-order POST — can be signed ahead. :meth:`KalshiAuth.presign` keeps a small pool of
+unused signed header sets per registered path, refreshed by a daemon thread;
+:meth:`KalshiAuth.headers` hands one out (once: each signature is used for one request) if it
+is younger than ``max_age_s``, else signs inline. The venue's timestamp window is larger.
 """
 
 from __future__ import annotations
@@ -78,13 +78,19 @@ def verify(public_key: PublicKey, signature_b64: str, msg: bytes) -> bool:
 
 
 class _Presigner:
-    """Keeps one fresh, unused signed header set per registered (METHOD, path)."""
+    """Keeps a small pool of fresh, unused signed header sets per registered (METHOD, path).
 
-    def __init__(self, auth: KalshiAuth, max_age_s: float) -> None:
+    A daemon thread tops the pools up and drops entries older than half the age bound, every
+    quarter of it; it is not woken by a use (a signature made while the caller is sending
+    would compete with it), only when a pool ran dry. Signing releases the GIL.
+    """
+
+    def __init__(self, auth: KalshiAuth, max_age_s: float, depth: int) -> None:
         self.auth = auth
         self.max_age_ns = int(max_age_s * 1e9)
+        self.depth = max(1, depth)
         self.paths: set[tuple[str, str]] = set()
-        self.ready: dict[tuple[str, str], tuple[int, dict[str, str]]] = {}
+        self.ready: dict[tuple[str, str], list[tuple[int, dict[str, str]]]] = {}
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.stopping = False
@@ -94,29 +100,38 @@ class _Presigner:
         self.thread.start()
 
     def take(self, key: tuple[str, str]) -> dict[str, str] | None:
+        now = time.monotonic_ns()
+        got = None
         with self.lock:
-            got = self.ready.pop(key, None)
-        if got is not None and time.monotonic_ns() - got[0] <= self.max_age_ns:
-            self.hits += 1
-            self.wake.set()  # sign the next one now, off the caller's path
-            return got[1]
-        self.misses += 1
-        self.wake.set()
-        return None
+            pool = self.ready.get(key)
+            while pool:
+                t, h = pool.pop(0)  # oldest first: each is used once
+                if now - t <= self.max_age_ns:
+                    got = h
+                    break
+            empty = not pool
+        if empty:
+            self.wake.set()
+        if got is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return got
 
     def _run(self) -> None:
-        # Refresh at half the age bound, so a taken signature is always < max_age old.
-        period_s = self.max_age_ns / 2e9
+        period_s = self.max_age_ns / 4e9
         while not self.stopping:
-            now = time.monotonic_ns()
             for key in list(self.paths):
+                now = time.monotonic_ns()
                 with self.lock:
-                    have = self.ready.get(key)
-                if have is None or now - have[0] >= self.max_age_ns // 2:
+                    pool = self.ready.setdefault(key, [])
+                    pool[:] = [(t, h) for t, h in pool if now - t < self.max_age_ns // 2]
+                    need = self.depth - len(pool)
+                for _ in range(need):
                     t = time.monotonic_ns()
                     h = self.auth._sign_headers(key[0], key[1], None)
                     with self.lock:
-                        self.ready[key] = (t, h)
+                        self.ready[key].append((t, h))
             self.wake.wait(period_s)
             self.wake.clear()
 
@@ -138,11 +153,12 @@ class KalshiAuth:
         self._key = private_key
         self._presigner: _Presigner | None = None
 
-    def presign(self, method: str, path: str, *, max_age_s: float = 1.0) -> None:
-        """Keep signed headers for ``method path`` ready ahead of use (see module doc).
-        ``max_age_s`` bounds the age of a handed-out timestamp (the venue allows more)."""
+    def presign(self, method: str, path: str, *, max_age_s: float = 1.0, depth: int = 4) -> None:
+        """Keep ``depth`` signed header sets for ``method path`` ready ahead of use (see the
+        module doc). No handed-out timestamp is older than ``max_age_s`` (the venue's window
+        is larger); each signature is used for one request only."""
         if self._presigner is None:
-            self._presigner = _Presigner(self, max_age_s)
+            self._presigner = _Presigner(self, max_age_s, depth)
         self._presigner.paths.add((method.upper(), sign_path(path)))
         self._presigner.wake.set()
 

@@ -438,10 +438,13 @@ class KalshiOrderClient:
             cost, fees = exact
         else:  # estimate: the limit bounds the cost of fills not seen in a read
             limit = k.limit or Price(PRICE_SCALE)
-            seen_q = o.fill_count if o is not None and o.fill_count <= filled else Qty(0)
-            seen_cost = o.taker_fill_cost + o.maker_fill_cost if seen_q else 0
+            seen_q, seen_cost, seen_fees = 0, 0, 0
+            if o is not None and o.fill_count <= filled:
+                seen_q = o.fill_count
+                seen_cost = o.taker_fill_cost + o.maker_fill_cost
+                seen_fees = o.taker_fees + o.maker_fees
             cost = Money(seen_cost + limit * (filled - seen_q))
-            fees = Money(o.taker_fees + o.maker_fees if seen_q else 0)
+            fees = Money(seen_fees)
         return OrderResult(
             client_order_id,
             k.order_id,

@@ -455,8 +455,7 @@ async def test_presigned_create_headers_are_accepted(venue: Venue) -> None:
         await asyncio.sleep(0.02)
         key = next(iter(p.paths))
         with p.lock:
-            t, h = p.ready[key]
-            p.ready[key] = (t - 2 * p.max_age_ns, h)
+            p.ready[key] = [(t - 2 * p.max_age_ns, h) for t, h in p.ready[key]]
         assert p.take(key) is None
         r = await oc.place_limit(req(100), 5)
         assert r.state is not OrderState.REJECTED and not ex.auth_failures
