@@ -3,12 +3,19 @@
 message = timestamp_ms + METHOD + path, where path includes ``/trade-api/v2`` (or
 ``/trade-api/ws/v2``) and excludes the query string. The body is not signed.
 Key material never appears in repr/str/logs: only the key id's first 4 characters do.
+
+Pre-signing: because the body is not signed, the headers for a hot (method, path) — the
+create-order POST — can be signed ahead. :meth:`KalshiAuth.presign` keeps a small pool of
+unused signed header sets per registered path, refreshed by a daemon thread;
+:meth:`KalshiAuth.headers` hands one out (once: each signature is used for one request) if it
+is younger than ``max_age_s``, else signs inline. The venue's timestamp window is larger.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -70,16 +77,101 @@ def verify(public_key: PublicKey, signature_b64: str, msg: bytes) -> bool:
     return True
 
 
+class _Presigner:
+    """Keeps a small pool of fresh, unused signed header sets per registered (METHOD, path).
+
+    A daemon thread tops the pools up and drops entries older than half the age bound, every
+    quarter of it; it is not woken by a use (a signature made while the caller is sending
+    would compete with it), only when a pool ran dry. Signing releases the GIL.
+    """
+
+    def __init__(self, auth: KalshiAuth, max_age_s: float, depth: int) -> None:
+        self.auth = auth
+        self.max_age_ns = int(max_age_s * 1e9)
+        self.depth = max(1, depth)
+        self.paths: set[tuple[str, str]] = set()
+        self.ready: dict[tuple[str, str], list[tuple[int, dict[str, str]]]] = {}
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.stopping = False
+        self.hits = 0
+        self.misses = 0
+        self.thread = threading.Thread(target=self._run, name="kalshi-presign", daemon=True)
+        self.thread.start()
+
+    def take(self, key: tuple[str, str]) -> dict[str, str] | None:
+        now = time.monotonic_ns()
+        got = None
+        with self.lock:
+            pool = self.ready.get(key)
+            while pool:
+                t, h = pool.pop(0)  # oldest first: each is used once
+                if now - t <= self.max_age_ns:
+                    got = h
+                    break
+            empty = not pool
+        if empty:
+            self.wake.set()
+        if got is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return got
+
+    def _run(self) -> None:
+        period_s = self.max_age_ns / 4e9
+        while not self.stopping:
+            for key in list(self.paths):
+                now = time.monotonic_ns()
+                with self.lock:
+                    pool = self.ready.setdefault(key, [])
+                    pool[:] = [(t, h) for t, h in pool if now - t < self.max_age_ns // 2]
+                    need = self.depth - len(pool)
+                for _ in range(need):
+                    t = time.monotonic_ns()
+                    h = self.auth._sign_headers(key[0], key[1], None)
+                    with self.lock:
+                        self.ready[key].append((t, h))
+            self.wake.wait(period_s)
+            self.wake.clear()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+        self.thread.join(timeout=2.0)
+
+
 class KalshiAuth:
     """Signs requests for one API key. ``headers(method, path)`` is all callers need."""
 
-    __slots__ = ("_key", "key_id")
+    __slots__ = ("_key", "_presigner", "key_id")
 
     def __init__(self, key_id: str, private_key: PrivateKey) -> None:
         if not key_id:
             raise KalshiAuthError("empty Kalshi API key id")
         self.key_id = key_id
         self._key = private_key
+        self._presigner: _Presigner | None = None
+
+    def presign(self, method: str, path: str, *, max_age_s: float = 1.0, depth: int = 4) -> None:
+        """Keep ``depth`` signed header sets for ``method path`` ready ahead of use (see the
+        module doc). No handed-out timestamp is older than ``max_age_s`` (the venue's window
+        is larger); each signature is used for one request only."""
+        if self._presigner is None:
+            self._presigner = _Presigner(self, max_age_s, depth)
+        self._presigner.paths.add((method.upper(), sign_path(path)))
+        self._presigner.wake.set()
+
+    def stop_presign(self) -> None:
+        if self._presigner is not None:
+            self._presigner.stop()
+            self._presigner = None
+
+    @property
+    def presign_stats(self) -> tuple[int, int]:
+        """(hits, misses) of pre-signed header requests."""
+        p = self._presigner
+        return (p.hits, p.misses) if p is not None else (0, 0)
 
     @classmethod
     def from_pem(cls, key_id: str, pem: bytes | str) -> KalshiAuth:
@@ -118,6 +210,16 @@ class KalshiAuth:
         return base64.b64encode(sig).decode("ascii")
 
     def headers(self, method: str, path: str, *, timestamp_ms: int | None = None) -> dict[str, str]:
+        p = self._presigner
+        if p is not None and timestamp_ms is None:
+            key = (method.upper(), sign_path(path))
+            if key in p.paths:
+                got = p.take(key)
+                if got is not None:
+                    return dict(got)
+        return self._sign_headers(method, path, timestamp_ms)
+
+    def _sign_headers(self, method: str, path: str, timestamp_ms: int | None) -> dict[str, str]:
         ts = str(time.time_ns() // 1_000_000 if timestamp_ms is None else timestamp_ms)
         return {
             KEY_HEADER: self.key_id,

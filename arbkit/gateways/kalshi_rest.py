@@ -8,6 +8,9 @@
   its deterministic ``client_order_id`` (a 409 on resend is resolved by fetching, too).
 * Both error shapes (flat ``{code,message,details}`` and ``{"error": {...}}``) become one
   :class:`KalshiApiError`. Exact ints everywhere; legacy cent/int fields are accepted.
+* The create-order POST's headers are pre-signed in the background (``presign_orders``), and
+  ``create_order_v2(on_sent=...)`` reports the wall clock at which the request bytes were
+  handed to the socket (httpcore trace ``send_request_headers.started``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -189,6 +193,7 @@ class KalshiOrder:
             book_side = "bid" if outcome is Outcome.YES else "ask"
         fill = _count(d, "fill_count_fp", "fill_count")
         remaining = _count(d, "remaining_count_fp", "remaining_count")
+        yes = _price(d, "yes_price_dollars", "yes_price")
         return cls(
             order_id=str(d["order_id"]),
             client_order_id=str(d.get("client_order_id") or ""),
@@ -196,8 +201,12 @@ class KalshiOrder:
             outcome_side=outcome,
             book_side=book_side,
             status=str(d["status"]),
-            yes_price=_price(d, "yes_price_dollars", "yes_price"),
-            no_price=_price(d, "no_price_dollars", "no_price"),
+            yes_price=yes,
+            no_price=(
+                _price(d, "no_price_dollars", "no_price")
+                if d.get("no_price_dollars") is not None or d.get("no_price") is not None
+                else Price(PRICE_SCALE - yes)  # user_order frames carry the YES price only
+            ),
             fill_count=fill,
             remaining_count=remaining,
             initial_count=_count(d, "initial_count_fp", "initial_count") or Qty(fill + remaining),
@@ -236,7 +245,9 @@ class KalshiFill:
             outcome = outcome.opposite
         ts = d.get("ts")
         created = _time(d.get("created_time"))
-        if type(ts) is int:
+        if type(d.get("ts_ms")) is int:
+            ts_ns = d["ts_ms"] * 1_000_000
+        elif type(ts) is int:
             ts_ns = ts * 1_000_000_000
         else:
             ts_ns = int(created.timestamp() * 1e9) if created else 0
@@ -411,6 +422,7 @@ class KalshiRestClient:
         backoff_max_s: float = 5.0,
         max_connections: int = 8,
         event_hooks: dict[str, list[Any]] | None = None,
+        presign_orders: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._path_prefix = urlsplit(self.base_url).path
@@ -433,8 +445,14 @@ class KalshiRestClient:
             headers={"Accept": "application/json"},
             event_hooks=event_hooks or {},
         )
+        self._presigning = presign_orders
+        if presign_orders:
+            auth.presign("POST", self._path_prefix + "/portfolio/events/orders")
 
     async def aclose(self) -> None:
+        if self._presigning:
+            self._presigning = False
+            self.auth.stop_presign()
         await self._http.aclose()
 
     async def __aenter__(self) -> KalshiRestClient:
@@ -457,8 +475,19 @@ class KalshiRestClient:
         *,
         params: dict[str, Any] | None = None,
         body: dict[str, Any] | None = None,
+        on_sent: Callable[[int], None] | None = None,
     ) -> Any:
+        """``on_sent(time.time_ns())`` is called when the request bytes are handed to the
+        socket (each attempt, so the last call is the attempt that was answered)."""
         write = method != "GET"
+        extensions: dict[str, Any] | None = None
+        if on_sent is not None:
+
+            async def trace(event: str, info: dict[str, Any]) -> None:
+                if event == "http11.send_request_headers.started":
+                    on_sent(time.time_ns())
+
+            extensions = {"trace": trace}
         bucket = self.write_bucket if write else self.read_bucket
         content = orjson.dumps(body) if body is not None else None
         headers = {"Content-Type": "application/json"} if content is not None else {}
@@ -470,7 +499,12 @@ class KalshiRestClient:
             headers.update(self.auth.headers(method, self._path_prefix + path))
             try:
                 resp = await self._http.request(
-                    method, path, params=clean, content=content, headers=headers
+                    method,
+                    path,
+                    params=clean,
+                    content=content,
+                    headers=headers,
+                    extensions=extensions,
                 )
             except httpx.ConnectError as exc:
                 # Nothing reached the venue: safe to retry even a write.
@@ -511,6 +545,7 @@ class KalshiRestClient:
         self_trade_prevention_type: str = "taker_at_cross",
         post_only: bool | None = None,
         reduce_only: bool | None = None,
+        on_sent: Callable[[int], None] | None = None,
     ) -> CreateOrderResult:
         """``side`` is the YES book side: "bid" buys YES at ``price``; "ask" sells YES at
         ``price`` (≡ buys NO at 1 − price)."""
@@ -527,7 +562,7 @@ class KalshiRestClient:
             body["post_only"] = post_only
         if reduce_only is not None:
             body["reduce_only"] = reduce_only
-        d = await self.request("POST", "/portfolio/events/orders", body=body)
+        d = await self.request("POST", "/portfolio/events/orders", body=body, on_sent=on_sent)
         return CreateOrderResult.from_json(d)
 
     async def cancel_order(self, order_id: str, *, ticker: str | None = None) -> CancelResult:
@@ -552,12 +587,18 @@ class KalshiRestClient:
         status: str | None = None,
         limit: int = 1000,
         max_pages: int = 20,
+        historical: bool = False,
     ) -> list[KalshiOrder]:
+        """``historical=True`` reads ``/historical/orders`` (orders canceled/executed before
+        the cutoff, see :meth:`get_historical_cutoff`)."""
         out: list[KalshiOrder] = []
         cursor: str | None = None
+        path = "/historical/orders" if historical else "/portfolio/orders"
         for _ in range(max_pages):
-            params = {"ticker": ticker, "status": status, "limit": limit, "cursor": cursor}
-            d = await self.request("GET", "/portfolio/orders", params=params)
+            params = {"ticker": ticker, "limit": limit, "cursor": cursor}
+            if not historical:
+                params["status"] = status
+            d = await self.request("GET", path, params=params)
             out.extend(KalshiOrder.from_json(o) for o in d.get("orders") or [])
             cursor = d.get("cursor") or None
             if not cursor:
@@ -565,13 +606,18 @@ class KalshiRestClient:
         return out
 
     async def find_order_by_client_id(
-        self, client_order_id: str, *, ticker: str | None = None
+        self, client_order_id: str, *, ticker: str | None = None, historical: bool = False
     ) -> KalshiOrder | None:
         """The API has no client_order_id filter: list (optionally per ticker) and match."""
-        for o in await self.get_orders(ticker=ticker):
+        for o in await self.get_orders(ticker=ticker, historical=historical):
             if o.client_order_id == client_order_id:
                 return o
         return None
+
+    async def get_historical_cutoff(self) -> dict[str, datetime | None]:
+        """``orders_updated_ts``, ``trades_created_ts``, ... as datetimes."""
+        d = await self.request("GET", "/historical/cutoff")
+        return {k: _time(v) for k, v in d.items()}
 
     async def get_fills(
         self,
@@ -580,12 +626,18 @@ class KalshiRestClient:
         order_id: str | None = None,
         limit: int = 1000,
         max_pages: int = 20,
+        historical: bool = False,
     ) -> list[KalshiFill]:
+        """``historical=True`` reads ``/historical/fills`` (no ``order_id`` filter there:
+        filter the result by ``order_id`` yourself)."""
         out: list[KalshiFill] = []
         cursor: str | None = None
+        path = "/historical/fills" if historical else "/portfolio/fills"
         for _ in range(max_pages):
-            params = {"ticker": ticker, "order_id": order_id, "limit": limit, "cursor": cursor}
-            d = await self.request("GET", "/portfolio/fills", params=params)
+            params = {"ticker": ticker, "limit": limit, "cursor": cursor}
+            if not historical:
+                params["order_id"] = order_id
+            d = await self.request("GET", path, params=params)
             out.extend(KalshiFill.from_json(f) for f in d.get("fills") or [])
             cursor = d.get("cursor") or None
             if not cursor:

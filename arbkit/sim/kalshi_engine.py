@@ -19,6 +19,7 @@ from arbkit.arbitrage.fee_model import FeeModel
 from arbkit.model import PRICE_SCALE, Outcome, Price, Qty
 
 OnLevel = Callable[[str, str, int, int, int], None]  # ticker, "yes"|"no", price, delta, new
+OnOrder = Callable[["UserOrder"], None]
 
 
 class OrderError(Exception):
@@ -53,6 +54,8 @@ class UserOrder:
     maker_fees: int = 0
     updated_ns: int = 0
     taker_fills: list[tuple[Price, Qty]] = field(default_factory=list)
+    subaccount: int = 0
+    last_update_reason: str = ""
 
     @property
     def outcome_side(self) -> str:
@@ -79,6 +82,8 @@ class FillRecord:
     fee: int
     ts_ns: int
     client_order_id: str
+    post_position: int = 0  # the user's signed position (+YES/−NO) in the market after it
+    subaccount: int = 0
 
 
 @dataclass(slots=True)
@@ -177,6 +182,11 @@ class MatchingEngine:
         self.by_client_id: dict[tuple[str, str], UserOrder] = {}
         self.fills: list[FillRecord] = []
         self._trade_ids = itertools.count(1)
+        # The user order whose request is being processed: book changes it causes are
+        # reported with its client_order_id to its owner (``orderbook_delta``).
+        self.cause: UserOrder | None = None
+        # Orders changed since the server last drained this (for user_orders frames).
+        self.dirty: dict[str, UserOrder] = {}
 
     # ------------------------------------------------------------ markets/books -----
 
@@ -313,6 +323,8 @@ class MatchingEngine:
         o.updated_ns = self.clock_ns()
         if o.remaining == 0:
             o.status = "executed"
+        o.last_update_reason = "Trade"
+        self.dirty[o.order_id] = o
         self._book_fill(o.user, m, o.outcome_side, native_price, q, maker_fee)
         yes_price = native_price if o.outcome_side == "yes" else PRICE_SCALE - native_price
         self._record_fill(o, m, q, yes_price, False, maker_fee, taker_id)
@@ -334,6 +346,8 @@ class MatchingEngine:
             fee=fee,
             ts_ns=self.clock_ns(),
             client_order_id=o.client_order_id,
+            post_position=self.account(o.user).positions[m.ticker].net,
+            subaccount=o.subaccount,
         )
         self.fills.append(rec)
         m.last_price = yes_price
@@ -359,6 +373,7 @@ class MatchingEngine:
         client_order_id: str,
         stp: str = "taker_at_cross",
         post_only: bool = False,
+        subaccount: int = 0,
     ) -> UserOrder:
         m = self.market(ticker)
         if m.status != "active":
@@ -393,7 +408,18 @@ class MatchingEngine:
             created_ns=now,
             remaining=count,
             updated_ns=now,
+            subaccount=subaccount,
         )
+        self.dirty[o.order_id] = o
+        self.cause = o
+        try:
+            return self._place(m, o, own, post_only)
+        finally:
+            self.cause = None
+
+    def _place(self, m: SimMarket, o: UserOrder, own: int, post_only: bool) -> UserOrder:
+        user, client_order_id = o.user, o.client_order_id
+        book_side, yes_price, count, tif = o.book_side, o.yes_price, o.initial, o.tif
         self.orders[o.order_id] = o
         if client_order_id:
             self.by_client_id[(user, client_order_id)] = o
@@ -435,8 +461,8 @@ class MatchingEngine:
         opp = "no" if o.book_side == "bid" else "yes"
         limit = PRICE_SCALE - o.yes_price if o.book_side == "bid" else o.yes_price
         book = m.side(opp)
-        tid = str(uuid.uuid4())
         while o.remaining:
+            tid = str(uuid.uuid4())  # one trade per match: maker and taker share its id
             prices = [p for p, lv in book.items() if lv.total > 0 and p >= limit]
             if not prices:
                 return records
@@ -464,6 +490,7 @@ class MatchingEngine:
                     del book[p]
             o.fill += q
             o.remaining -= q
+            o.last_update_reason = "Trade"
             o.taker_cost += taker_price * q
             o.taker_fills.append((Price(taker_price), Qty(q)))
             o.updated_ns = self.clock_ns()
@@ -484,6 +511,7 @@ class MatchingEngine:
         o.remaining = 0
         o.status = "canceled"
         o.updated_ns = self.clock_ns()
+        self.dirty[o.order_id] = o
         return reduced
 
     def cancel(self, user: str, order_id: str) -> tuple[UserOrder, int]:
@@ -492,5 +520,10 @@ class MatchingEngine:
             raise OrderError(404, "not_found", "order not found", order_id)
         if o.status != "resting":
             raise OrderError(400, "order_not_resting", "order is not resting", o.status)
-        reduced = self._cancel_resting(self.markets[o.ticker], o)
+        self.cause = o
+        try:
+            reduced = self._cancel_resting(self.markets[o.ticker], o)
+        finally:
+            self.cause = None
+        o.last_update_reason = "Decrease"
         return o, reduced

@@ -4,7 +4,14 @@ loopback port, same wire shapes as the real API (OpenAPI 3.31 / AsyncAPI 2.0.0).
 Every request's signature is verified against registered public keys. Books are driven by a
 :class:`arbkit.sim.driver.BookSink` caller (``set_bids``) and by users' orders through the
 matching engine in :mod:`arbkit.sim.kalshi_engine`. Fault switches let tests drop sockets,
-skip a seq, delay frames, reject/delay orders and fail the next N requests.
+skip a seq, delay frames, reject/delay orders, fail the next N requests, make portfolio reads
+lag writes (``set_read_lag_ms``), lose order responses after the order landed
+(``lose_next_order_responses``), duplicate ``fill`` frames, and move old orders/fills to the
+historical tier (``set_historical_cutoff``).
+
+Authenticated connections get the private channels ``fill`` and ``user_orders`` (only the
+owner's orders), and ``orderbook_delta`` frames carry ``client_order_id`` (and ``subaccount``
+when non-zero) on the connections of the user whose request caused the change.
 
 Run it alone: ``python -m arbkit.sim.kalshi_exchange --port 8765``.
 """
@@ -154,7 +161,7 @@ class _Conn:
 
 @dataclass(slots=True)
 class Faults:
-    """Test switches; each is consumed as it fires."""
+    """Test switches; each is consumed as it fires (``read_lag_ms`` stays until changed)."""
 
     skip_seq: int = 0  # the next N sequenced frames each skip one seq number
     delay_frames_ms: int = 0  # every outgoing WS frame waits this long
@@ -162,6 +169,23 @@ class Faults:
     delay_next_order_ms: int = 0
     fail_next_requests: int = 0
     fail_status: int = 429
+    read_lag_ms: int = 0  # portfolio reads show the state as of now − lag
+    lose_responses: list[str] = field(default_factory=list)  # "hang" | "reset", per create
+    hang_s: float = 30.0  # how long a "hang" holds the response (or until stop)
+    duplicate_fill_frames: int = 0  # the next N fill frames are each sent twice
+
+
+def leg_key(client_order_id: str) -> str:
+    """``ak-<hex>-l1-0`` → ``ak-<hex>-l1``: the execution leg, without the attempt number."""
+    head, sep, tail = client_order_id.rpartition("-")
+    return head if sep and tail.isdigit() else client_order_id
+
+
+def execution_key(client_order_id: str) -> str:
+    """``ak-<hex>-l1-0`` → ``ak-<hex>``: the execution an order belongs to."""
+    leg = leg_key(client_order_id)
+    head, sep, _ = leg.rpartition("-")
+    return head if sep else leg
 
 
 class KalshiExchange:
@@ -198,9 +222,22 @@ class KalshiExchange:
         self._conns: list[_Conn] = []
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        # Counters tests read.
-        self.order_posts: Counter[str] = Counter()  # create requests that reached the handler
+        # Counters tests read. Every create POST that reached the venue counts per
+        # client_order_id, including refused duplicates (409), rejects and injected failures.
+        self.order_posts: Counter[str] = Counter()
         self.orders_created: Counter[str] = Counter()  # orders the engine accepted
+        self.posts_by_client_order_id = self.order_posts  # the same counters, explicit names
+        self.orders_created_by_client_order_id = self.orders_created
+        self.lost_responses = 0
+        self.fill_frames_sent = 0
+        self.user_order_frames_sent = 0
+        # Read-lag history: (venue time ns, JSON row) per order / per (user, ticker) position;
+        # recorded only while a read lag is set.
+        self._order_hist: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self._pos_hist: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = {}
+        self._fills_flushed = 0
+        self._historical_cutoff_ns: int | None = None
+        self._closing = asyncio.Event()
         self.requests: Counter[str] = Counter()  # "METHOD /path" of authenticated requests
         self.auth_failures: Counter[str] = Counter()
         self.ws_connections = 0
@@ -236,6 +273,10 @@ class KalshiExchange:
         app.router.add_get(p + "/portfolio/fills", self._get_fills)
         app.router.add_get(p + "/portfolio/positions", self._get_positions)
         app.router.add_get(p + "/portfolio/balance", self._get_balance)
+        app.router.add_get(p + "/historical/cutoff", self._get_historical_cutoff)
+        app.router.add_get(p + "/historical/orders", self._get_historical_orders)
+        app.router.add_get(p + "/historical/fills", self._get_historical_fills)
+        self._closing = asyncio.Event()
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self._port)
@@ -246,6 +287,7 @@ class KalshiExchange:
         self._port = sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        self._closing.set()  # wake handlers held by a "hang" fault
         for c in list(self._conns):
             c.queue.put_nowait(None)
             with contextlib.suppress(Exception):
@@ -305,7 +347,33 @@ class KalshiExchange:
         self.engine.market(ticker).status = status
 
     def set_bids(self, market: str, outcome: Outcome, levels: Iterable[tuple[Price, Qty]]) -> None:
-        self.engine.set_bids(market, outcome, levels)
+        try:
+            self.engine.set_bids(market, outcome, levels)
+        finally:
+            self._flush()
+
+    # ------------------------------------------------------ per-leg counting ------
+
+    def orders_created_by_leg(self) -> Counter[str]:
+        """Orders the venue accepted per execution leg (client id without the attempt
+        suffix): a retry of a leg under a NEW id shows up here as a count of 2."""
+        out: Counter[str] = Counter()
+        for coid, n in self.orders_created.items():
+            out[leg_key(coid)] += n
+        return out
+
+    def posts_by_leg(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for coid, n in self.order_posts.items():
+            out[leg_key(coid)] += n
+        return out
+
+    def orders_created_with_prefix(self, prefix: str) -> int:
+        """Orders accepted whose client_order_id starts with ``prefix`` (e.g. ``ak-1f2e-l1``)."""
+        return sum(n for c, n in self.orders_created.items() if c.startswith(prefix))
+
+    def posts_with_prefix(self, prefix: str) -> int:
+        return sum(n for c, n in self.order_posts.items() if c.startswith(prefix))
 
     # ------------------------------------------------------------- fault switches ---
 
@@ -355,6 +423,51 @@ class KalshiExchange:
     def fail_next_requests(self, n: int, status: int = 429) -> None:
         self.faults.fail_next_requests = n
         self.faults.fail_status = status
+
+    def set_read_lag_ms(self, ms: int) -> None:
+        """Portfolio reads (``/portfolio/orders``, ``/orders/{id}``, ``/fills``,
+        ``/positions``) show the state as of now − ``ms``: orders created inside the window
+        are invisible, later changes are not yet shown. Creates still dedupe on
+        client_order_id at once (a resend inside the window gets 409)."""
+        if ms > 0 and self.faults.read_lag_ms <= 0:
+            # Seed the history so orders/positions from before the switch stay visible.
+            for o in self.engine.orders.values():
+                self._order_hist.setdefault(o.order_id, []).append(
+                    (o.updated_ns, self._order_json(o))
+                )
+            for user, acct in self.engine.accounts.items():
+                for t, pos in acct.positions.items():
+                    self._pos_hist.setdefault((user, t), []).append(
+                        (pos.updated_ns, self._position_json(t, pos))
+                    )
+        elif ms <= 0:
+            self._order_hist.clear()
+            self._pos_hist.clear()
+        self.faults.read_lag_ms = max(0, ms)
+
+    def lose_next_order_responses(self, n: int = 1, mode: str = "hang") -> None:
+        """The next ``n`` creates that the venue accepts are matched, but their HTTP
+        response never arrives: ``hang`` holds it (past any client timeout, until
+        ``faults.hang_s`` or stop, then drops the connection); ``reset`` drops the
+        connection at once."""
+        if mode not in ("hang", "reset"):
+            raise ValueError(f"mode must be 'hang' or 'reset', not {mode!r}")
+        self.faults.lose_responses.extend([mode] * n)
+
+    def duplicate_next_fill_frames(self, n: int = 1) -> None:
+        """The next ``n`` ``fill`` frames are each delivered twice (same trade_id)."""
+        self.faults.duplicate_fill_frames += n
+
+    def set_historical_cutoff(self, ts: datetime | float | None) -> None:
+        """Orders canceled/executed and fills made before ``ts`` (datetime or Unix seconds)
+        leave ``/portfolio/*`` and are served by ``/historical/orders`` / ``/fills``.
+        Resting orders always stay in ``/portfolio/orders``. None = no historical tier."""
+        if ts is None:
+            self._historical_cutoff_ns = None
+        elif isinstance(ts, datetime):
+            self._historical_cutoff_ns = int(ts.timestamp() * 1e9)
+        else:
+            self._historical_cutoff_ns = int(ts * 1e9)
 
     @property
     def pongs_received(self) -> int:
@@ -492,9 +605,161 @@ class KalshiExchange:
             "self_trade_prevention_type": o.stp,
             "order_group_id": None,
             "cancel_order_on_pause": False,
-            "subaccount_number": 0,
+            "subaccount_number": o.subaccount,
             "exchange_index": 0,
         }
+
+    def _user_order_json(self, o: UserOrder) -> dict[str, Any]:
+        """``user_order`` message body (AsyncAPI userOrderPayload)."""
+        msg: dict[str, Any] = {
+            "order_id": o.order_id,
+            "user_id": o.user,
+            "ticker": o.ticker,
+            "exchange_index": 0,
+            "status": o.status,
+            "side": o.outcome_side,
+            "is_yes": o.outcome_side == "yes",
+            "outcome_side": o.outcome_side,
+            "book_side": o.book_side,
+            "yes_price_dollars": price_str(o.yes_price),
+            "fill_count_fp": qty_str(o.fill),
+            "remaining_count_fp": qty_str(o.remaining),
+            "initial_count_fp": qty_str(o.initial),
+            "taker_fill_cost_dollars": money_str(o.taker_cost),
+            "maker_fill_cost_dollars": money_str(o.maker_cost),
+            "taker_fees_dollars": money_str(o.taker_fees),
+            "maker_fees_dollars": money_str(o.maker_fees),
+            "client_order_id": o.client_order_id,
+            "self_trade_prevention_type": o.stp,
+            "created_time": _iso(o.created_ns),
+            "created_ts_ms": o.created_ns // 1_000_000,
+            "last_update_time": _iso(o.updated_ns),
+            "last_updated_ts_ms": o.updated_ns // 1_000_000,
+            "subaccount_number": o.subaccount,
+        }
+        if o.last_update_reason:
+            msg["last_update_reason"] = o.last_update_reason
+        return msg
+
+    def _fill_frame_json(self, f: FillRecord) -> dict[str, Any]:
+        """``fill`` message body (AsyncAPI fillPayload)."""
+        msg: dict[str, Any] = {
+            "trade_id": f.trade_id,
+            "order_id": f.order_id,
+            "market_ticker": f.ticker,
+            "exchange_index": 0,
+            "is_taker": f.is_taker,
+            "side": f.outcome_side,
+            "yes_price_dollars": price_str(f.yes_price),
+            "count_fp": qty_str(f.count),
+            "fee_cost": money_str(f.fee),
+            "action": "buy",
+            "ts": f.ts_ns // 1_000_000_000,
+            "ts_ms": f.ts_ns // 1_000_000,
+            "post_position_fp": qty_str(f.post_position),
+            "purchased_side": f.outcome_side,
+            "outcome_side": f.outcome_side,
+            "book_side": f.book_side,
+        }
+        if f.client_order_id:
+            msg["client_order_id"] = f.client_order_id
+        if f.subaccount:
+            msg["subaccount"] = f.subaccount
+        return msg
+
+    def _position_json(self, ticker: str, p: Any) -> dict[str, Any]:
+        return {
+            "ticker": ticker,
+            "exchange_index": 0,
+            "total_traded_dollars": money_str(p.total_traded),
+            "position_fp": qty_str(p.net),
+            "market_exposure_dollars": money_str(p.exposure),
+            "realized_pnl_dollars": money_str(p.realized_pnl),
+            "fees_paid_dollars": money_str(p.fees_paid),
+            "last_updated_ts": _iso(p.updated_ns),
+        }
+
+    # ------------------------------------------- after every engine operation ------
+
+    def _flush(self) -> None:
+        """Publish what the last engine operation changed: ``user_order`` frames for changed
+        orders and ``fill`` frames for new fills (to the owner only), and record the
+        read-lag history."""
+        now = self.clock_ns()
+        lag = self.faults.read_lag_ms > 0
+        dirty = self.engine.dirty
+        if dirty:
+            self.engine.dirty = {}
+            for o in dirty.values():
+                if o.order_id not in self.engine.orders:
+                    continue  # refused before it was booked
+                if lag:
+                    self._order_hist.setdefault(o.order_id, []).append((now, self._order_json(o)))
+                self._publish(
+                    o.user, "user_orders", o.ticker, "user_order", self._user_order_json(o)
+                )
+        fills = self.engine.fills
+        if self._fills_flushed < len(fills):
+            new = fills[self._fills_flushed :]
+            self._fills_flushed = len(fills)
+            touched: set[tuple[str, str]] = set()
+            for f in new:
+                touched.add((f.user, f.ticker))
+                body = self._fill_frame_json(f)
+                self._publish(f.user, "fill", f.ticker, "fill", body)
+                if self.faults.duplicate_fill_frames > 0:
+                    self.faults.duplicate_fill_frames -= 1
+                    self._publish(f.user, "fill", f.ticker, "fill", body)
+            if lag:
+                for user, t in touched:
+                    pos = self.engine.account(user).positions.get(t)
+                    if pos is not None:
+                        self._pos_hist.setdefault((user, t), []).append(
+                            (now, self._position_json(t, pos))
+                        )
+
+    def _publish(
+        self, user: str, channel: str, ticker: str, kind: str, msg: dict[str, Any]
+    ) -> None:
+        for conn in self._conns:
+            if conn.user != user:
+                continue
+            for sub in conn.subs.values():
+                if sub.channel != channel or (sub.tickers and ticker not in sub.tickers):
+                    continue
+                self._send(conn, {"type": kind, "sid": sub.sid, "msg": msg})
+                if kind == "fill":
+                    self.fill_frames_sent += 1
+                else:
+                    self.user_order_frames_sent += 1
+
+    # ----------------------------------------------------- lagged/archived views ----
+
+    def _lag_cut_ns(self) -> int | None:
+        lag = self.faults.read_lag_ms
+        return self.clock_ns() - lag * 1_000_000 if lag > 0 else None
+
+    def _archived_order(self, o: UserOrder) -> bool:
+        cut = self._historical_cutoff_ns
+        return cut is not None and o.status != "resting" and o.updated_ns < cut
+
+    def _archived_fill(self, f: FillRecord) -> bool:
+        cut = self._historical_cutoff_ns
+        return cut is not None and f.ts_ns < cut
+
+    def _order_view(self, o: UserOrder, cut: int | None) -> dict[str, Any] | None:
+        """The order as a read at venue time ``cut`` shows it (None: not visible yet)."""
+        if cut is None:
+            return self._order_json(o)
+        hist = self._order_hist.get(o.order_id)
+        if not hist:
+            return self._order_json(o) if o.updated_ns <= cut else None
+        seen = None
+        for ts, row in hist:
+            if ts > cut:
+                break
+            seen = row
+        return seen
 
     def _fill_json(self, f: FillRecord) -> dict[str, Any]:
         return {
@@ -612,18 +877,23 @@ class KalshiExchange:
             raise OrderError(400, "invalid_parameters", str(exc)) from None
         if body.get("self_trade_prevention_type") not in ("taker_at_cross", "maker"):
             raise OrderError(400, "invalid_parameters", "invalid self_trade_prevention_type")
-        o = self.engine.place(
-            user,
-            ticker=str(body["ticker"]),
-            book_side=str(body["side"]),
-            yes_price=price,
-            count=count,
-            tif=str(body["time_in_force"]),
-            client_order_id=coid,
-            stp=str(body["self_trade_prevention_type"]),
-            post_only=bool(body.get("post_only", False)),
-        )
+        sub = body.get("subaccount", 0)
+        if type(sub) is not int or not 0 <= sub <= 63:
+            raise OrderError(400, "invalid_parameters", "subaccount must be 0..63")
+        try:
+            o = self._place(user, body, price, count, coid, sub)
+        finally:
+            self._flush()
         self.orders_created[coid] += 1
+        if self.faults.lose_responses:
+            mode = self.faults.lose_responses.pop(0)
+            self.lost_responses += 1
+            if mode == "hang":
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), self.faults.hang_s)
+            if request.transport is not None:
+                request.transport.abort()
+            raise web.HTTPInternalServerError()  # never written: the socket is gone
         resp: dict[str, Any] = {
             "order_id": o.order_id,
             "client_order_id": o.client_order_id,
@@ -639,8 +909,27 @@ class KalshiExchange:
             resp["average_fee_paid"] = money_str((o.taker_fees + o.maker_fees) * 100 // o.fill)
         return _json(resp, 201)
 
+    def _place(
+        self, user: str, body: dict[str, Any], price: Price, count: Qty, coid: str, sub: int
+    ) -> UserOrder:
+        return self.engine.place(
+            user,
+            ticker=str(body["ticker"]),
+            book_side=str(body["side"]),
+            yes_price=price,
+            count=count,
+            tif=str(body["time_in_force"]),
+            client_order_id=coid,
+            stp=str(body["self_trade_prevention_type"]),
+            post_only=bool(body.get("post_only", False)),
+            subaccount=sub,
+        )
+
     async def _cancel_order(self, request: web.Request) -> web.Response:
-        o, reduced = self.engine.cancel(request[USER], request.match_info["order_id"])
+        try:
+            o, reduced = self.engine.cancel(request[USER], request.match_info["order_id"])
+        finally:
+            self._flush()
         return _json(
             {
                 "order_id": o.order_id,
@@ -650,28 +939,69 @@ class KalshiExchange:
             }
         )
 
-    async def _get_orders(self, request: web.Request) -> web.Response:
+    def _orders_rows(self, request: web.Request, *, historical: bool) -> list[dict[str, Any]]:
         user = request[USER]
         q = request.query
-        orders = [o for o in self.engine.orders.values() if o.user == user]
+        cut = None if historical else self._lag_cut_ns()
+        orders = [
+            o
+            for o in self.engine.orders.values()
+            if o.user == user and self._archived_order(o) == historical
+        ]
         if q.get("ticker"):
             orders = [o for o in orders if o.ticker == q["ticker"]]
-        if q.get("status"):
-            orders = [o for o in orders if o.status == q["status"]]
         orders.sort(key=lambda o: o.created_ns, reverse=True)
-        page, cursor = self._page(request, orders)
-        return _json({"orders": [self._order_json(o) for o in page], "cursor": cursor})
+        rows = [r for r in (self._order_view(o, cut) for o in orders) if r is not None]
+        if q.get("status"):
+            rows = [r for r in rows if r["status"] == q["status"]]
+        return rows
+
+    async def _get_orders(self, request: web.Request) -> web.Response:
+        page, cursor = self._page(request, self._orders_rows(request, historical=False))
+        return _json({"orders": page, "cursor": cursor})
+
+    async def _get_historical_orders(self, request: web.Request) -> web.Response:
+        page, cursor = self._page(request, self._orders_rows(request, historical=True))
+        return _json({"orders": page, "cursor": cursor})
 
     async def _get_order(self, request: web.Request) -> web.Response:
         o = self.engine.orders.get(request.match_info["order_id"])
-        if o is None or o.user != request[USER]:
+        if o is None or o.user != request[USER] or self._archived_order(o):
             raise OrderError(404, "not_found", "order not found")
-        return _json({"order": self._order_json(o)})
+        row = self._order_view(o, self._lag_cut_ns())
+        if row is None:
+            raise OrderError(404, "not_found", "order not found")
+        return _json({"order": row})
+
+    async def _get_historical_cutoff(self, request: web.Request) -> web.Response:
+        cut = self._historical_cutoff_ns or 0
+        iso = _iso_s(cut // 1_000_000_000) if cut % 1_000_000_000 == 0 else _iso(cut)
+        return _json(
+            {
+                "market_settled_ts": iso,
+                "trades_created_ts": iso,
+                "orders_updated_ts": iso,
+                "market_positions_last_updated_ts": iso,
+            }
+        )
+
+    async def _get_historical_fills(self, request: web.Request) -> web.Response:
+        return self._fills_response(request, historical=True)
 
     async def _get_fills(self, request: web.Request) -> web.Response:
+        return self._fills_response(request, historical=False)
+
+    def _fills_response(self, request: web.Request, *, historical: bool) -> web.Response:
         user = request[USER]
         q = request.query
-        fills = [f for f in self.engine.fills if f.user == user]
+        cut = None if historical else self._lag_cut_ns()
+        fills = [
+            f
+            for f in self.engine.fills
+            if f.user == user
+            and self._archived_fill(f) == historical
+            and (cut is None or f.ts_ns <= cut)
+        ]
         if q.get("ticker"):
             fills = [f for f in fills if f.ticker == q["ticker"]]
         if q.get("order_id"):
@@ -681,22 +1011,26 @@ class KalshiExchange:
         return _json({"fills": [self._fill_json(f) for f in page], "cursor": cursor})
 
     async def _get_positions(self, request: web.Request) -> web.Response:
-        acct = self.engine.account(request[USER])
+        user = request[USER]
+        acct = self.engine.account(user)
         ticker = request.query.get("ticker")
-        rows = [
-            {
-                "ticker": t,
-                "exchange_index": 0,
-                "total_traded_dollars": money_str(p.total_traded),
-                "position_fp": qty_str(p.net),
-                "market_exposure_dollars": money_str(p.exposure),
-                "realized_pnl_dollars": money_str(p.realized_pnl),
-                "fees_paid_dollars": money_str(p.fees_paid),
-                "last_updated_ts": _iso(p.updated_ns),
-            }
-            for t, p in sorted(acct.positions.items())
-            if not ticker or t == ticker
-        ]
+        cut = self._lag_cut_ns()
+        rows = []
+        for t, p in sorted(acct.positions.items()):
+            if ticker and t != ticker:
+                continue
+            row: dict[str, Any] | None = self._position_json(t, p)
+            hist = self._pos_hist.get((user, t)) if cut is not None else None
+            if cut is not None and hist:
+                row = None
+                for ts, r in hist:
+                    if ts > cut:
+                        break
+                    row = r
+            elif cut is not None and p.updated_ns > cut:
+                row = None
+            if row is not None:
+                rows.append(row)
         page, cursor = self._page(request, rows)
         return _json({"market_positions": page, "event_positions": [], "cursor": cursor})
 
@@ -811,6 +1145,7 @@ class KalshiExchange:
             return
         m = self.engine.markets[ticker]
         ts_ms = self.clock_ns() // 1_000_000
+        cause = self.engine.cause
         for conn in self._conns:
             for sub in list(conn.subs.values()):
                 if sub.channel != "orderbook_delta" or ticker not in sub.tickers:
@@ -819,20 +1154,27 @@ class KalshiExchange:
                     self._kill_sub(conn, sub, 25)  # slow consumer: terminal, like Kalshi
                     continue
                 p = PRICE_SCALE - price if side == "no" and sub.use_yes_price else price
+                msg: dict[str, Any] = {
+                    "market_ticker": ticker,
+                    "market_id": m.market_id,
+                    "price_dollars": price_str(p),
+                    "delta_fp": qty_str(delta),
+                    "side": side,
+                    "ts_ms": ts_ms,
+                }
+                if cause is not None and cause.user == conn.user:
+                    # "Present only when you caused this orderbook change" (AsyncAPI).
+                    if cause.client_order_id:
+                        msg["client_order_id"] = cause.client_order_id
+                    if cause.subaccount:
+                        msg["subaccount"] = cause.subaccount
                 self._send(
                     conn,
                     {
                         "type": "orderbook_delta",
                         "sid": sub.sid,
                         "seq": self._next_seq(sub),
-                        "msg": {
-                            "market_ticker": ticker,
-                            "market_id": m.market_id,
-                            "price_dollars": price_str(p),
-                            "delta_fp": qty_str(delta),
-                            "side": side,
-                            "ts_ms": ts_ms,
-                        },
+                        "msg": msg,
                     },
                 )
 
@@ -895,8 +1237,9 @@ class KalshiExchange:
         tickers = self._tickers(params)
         for ch in channels:
             if ch != "orderbook_delta":
-                # Accepted for wire compatibility; the simulator publishes nothing on them.
-                sub = _Sub(conn.next_sid, ch)
+                # fill / user_orders are published (owner only, optional market filter);
+                # the others are accepted for wire compatibility and stay silent.
+                sub = _Sub(conn.next_sid, ch, tickers=list(tickers or []))
                 conn.next_sid += 1
                 conn.subs[sub.sid] = sub
                 self._send(

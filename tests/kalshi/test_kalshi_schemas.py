@@ -119,6 +119,11 @@ async def test_rest_requests_and_responses_match_openapi(
         await oc.fills("s-1")
         await rest.get_fills(ticker=T0)
         await rest.get_positions()
+        venue.exchange.set_historical_cutoff(10**10)  # everything terminal is historical
+        await rest.get_historical_cutoff()
+        await rest.get_orders(historical=True)
+        await rest.get_fills(historical=True)
+        venue.exchange.set_historical_cutoff(None)
         venue.exchange.fail_next_requests(1, 429)  # 429 is declared for create, not GETs
         await oc.place_limit(
             OrderRequest("fed", Outcome.YES, Price(4500), Qty(100), TimeInForce.IOC, "s-5"), 5
@@ -173,6 +178,8 @@ def _schema_for(frame: dict[str, Any]) -> str:
         "error": "errorResponsePayload",
         "orderbook_snapshot": "orderbookSnapshotPayload",
         "orderbook_delta": "orderbookDeltaPayload",
+        "fill": "fillPayload",
+        "user_order": "userOrderPayload",
     }[str(t)]
 
 
@@ -295,3 +302,53 @@ def test_samples_match_asyncapi_where_current(asyncapi: dict[str, Any]) -> None:
         if schema == "orderbookDeltaPayload":
             obj["msg"]["market_ticker"] = "FED-23DEC-T300"  # the spec's own pattern rejects "."
         _ws_validator(asyncapi, schema).validate(obj)
+
+
+async def test_private_channel_frames_match_asyncapi(
+    venue: Venue, rest: KalshiRestClient, asyncapi: dict[str, Any]
+) -> None:
+    """``fill`` / ``user_order`` frames and our own ``orderbook_delta`` (with
+    ``client_order_id``) are valid AsyncAPI payloads, and the subscribe command is too."""
+    venue.ladder(T0, Outcome.YES, ("0.40", "10"))
+    venue.ladder(T0, Outcome.NO, ("0.55", "7"), ("0.56", "3.5"))
+    sub = {
+        "id": 1,
+        "cmd": "subscribe",
+        "params": {"channels": ["fill", "user_orders", "orderbook_delta"], "market_ticker": T0},
+    }
+    _ws_validator(asyncapi, "subscribeCommandPayload").validate(sub)
+    async with connect(
+        venue.exchange.ws_url, additional_headers=venue.auth.headers("GET", "/trade-api/ws/v2")
+    ) as raw:
+        await raw.send(json.dumps(sub))
+        oc = KalshiOrderClient(rest, {"fed": T0})
+        venue.exchange.duplicate_next_fill_frames(1)
+        await oc.place_limit(
+            OrderRequest("fed", Outcome.YES, Price(4500), Qty(500), TimeInForce.IOC, "own-1"), 5
+        )
+        gtc = await rest.create_order_v2(
+            ticker=T0,
+            side="ask",
+            count=Qty(100),
+            price=Price(4700),
+            time_in_force="good_till_canceled",
+            client_order_id="own-2",
+        )
+        await rest.cancel_order(gtc.order_id, ticker=T0)
+        frames: list[dict[str, Any]] = []
+        with pytest.raises(TimeoutError):
+            while True:
+                frames.append(json.loads(await asyncio.wait_for(raw.recv(), 0.3)))
+    kinds = [f["type"] for f in frames]
+    assert kinds.count("fill") == 3  # two trades + one duplicate frame
+    assert kinds.count("user_order") == 3  # IOC executed, GTC resting, GTC canceled
+    own = [f for f in frames if f["type"] == "orderbook_delta"]
+    assert {f["msg"].get("client_order_id") for f in own} == {"own-1", "own-2"}
+    for f in frames:
+        _ws_validator(asyncapi, _schema_for(f)).validate(f)
+    fills = [f["msg"] for f in frames if f["type"] == "fill"]
+    assert all(m["client_order_id"] == "own-1" for m in fills)
+    unique = list({m["trade_id"]: m for m in fills}.values())
+    assert [m["post_position_fp"] for m in unique] == ["3.50", "5.00"]
+    statuses = [f["msg"]["status"] for f in frames if f["type"] == "user_order"]
+    assert statuses == ["executed", "resting", "canceled"]
