@@ -189,7 +189,8 @@ class Rig:
                 }
             ),
         )
-        self.kalshi_client = KalshiOrderClient(self.rest, {SYMBOL: TICKER})
+        # fills and order updates from the authenticated WS channels (the source of truth)
+        self.kalshi_client = KalshiOrderClient(self.rest, {SYMBOL: TICKER}, ws_url=ws_url)
         self.ibkr_client = IbkrOrderClient(self.gw, commission_wait_ms=100)
         self.db = Database(db_path)
         self.journal_wrap = journal_wrap
@@ -234,6 +235,7 @@ class Rig:
         journal: Journal = self.db if self.journal_wrap is None else self.journal_wrap(self.db)
         await self.ws.start()
         await self.gw.start()
+        await self.kalshi_client.start_stream()
         kalshi: Any = (
             self.kalshi_client if self.kalshi_wrap is None else self.kalshi_wrap(self.kalshi_client)
         )
@@ -250,6 +252,7 @@ class Rig:
         return self
 
     async def stop(self) -> None:
+        await self.kalshi_client.stop_stream()
         await self.ws.stop()
         await self.gw.stop()
         await self.rest.aclose()

@@ -83,7 +83,7 @@ async def test_websocket_dropped_50_times(frig: Rig, venues: Venues) -> None:
     for i in range(50):
         for _ in range(5):
             churn.step()
-        assert venues.exchange.drop_sockets() == 1
+        assert venues.exchange.drop_sockets() >= 1  # the market feed (+ the user stream)
         for _ in range(3):  # changes while the client is away: only a snapshot shows them
             churn.step()
         await quiescent(frig, venues, f"drop {i}")
@@ -111,8 +111,10 @@ async def test_1000_injected_seq_gaps(frig: Rig, venues: Venues) -> None:
 
 
 def _sub(venues: Venues) -> tuple[int, int]:
-    [conn] = venues.exchange._conns
-    [sub] = [s for s in conn.subs.values() if s.channel == "orderbook_delta"]
+    # the market-data connection (the user stream has its own, without orderbook_delta)
+    [sub] = [
+        s for c in venues.exchange._conns for s in c.subs.values() if s.channel == "orderbook_delta"
+    ]
     return sub.sid, sub.seq
 
 
