@@ -13,6 +13,10 @@ from tests.integration.rig import Rig, Venues
 
 
 def assert_no_duplicates(venues: Venues) -> None:
+    """Counted per execution LEG at the venue (the client id without its attempt number):
+    a retry of leg 1 or leg 2 under a new id would count 2 here, not only a resent id."""
+    by_leg = venues.exchange.orders_created_by_leg()
+    assert all(c <= 1 for k, c in by_leg.items() if not k.endswith("-h")), by_leg
     assert all(c <= 1 for c in venues.exchange.orders_created.values()), (
         venues.exchange.orders_created
     )
