@@ -21,7 +21,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,11 +142,27 @@ def venue_status(trade: Trade, local: Iterable[int] = ()) -> str:
     return "" if overwritten else trade.orderStatus.status
 
 
-def state_of(trade: Trade, local: Iterable[int] = ()) -> OrderState:
-    """One OrderState from what TWS reported, the fills and the error codes in the log."""
-    status = venue_status(trade, local)
+Reported = Sequence[tuple[str, int]]  # (status, 0) or ("", error code), oldest first
+
+
+def reported_status(reported: Reported, fallback: str) -> str:
+    """The last status TWS reported in raw messages, else ``fallback``."""
+    for status, code in reversed(reported):
+        if code == 0 and status:
+            return status
+        if code in REJECT_CODES or code in CANCEL_CONFIRM_CODES:
+            return "Cancelled"
+    return fallback
+
+
+def state_of(trade: Trade, local: Iterable[int] = (), reported: Reported = ()) -> OrderState:
+    """One OrderState from what TWS reported (raw messages in ``reported``, else the trade
+    log without ib_async's own guesses), the fills and the error codes."""
+    status = reported_status(reported, venue_status(trade, local))
     filled = _venue_filled(trade)
-    rejected = any(e.errorCode in REJECT_CODES for e in trade.log)
+    rejected = any(e.errorCode in REJECT_CODES for e in trade.log) or any(
+        c in REJECT_CODES for _, c in reported
+    )
     if status in CANCELLED_STATUSES:
         if filled:
             return OrderState.CANCELLED
@@ -165,9 +181,110 @@ def _commissions_in(trade: Trade) -> bool:
     return all(f.commissionReport.execId for f in trade.fills)
 
 
-def _final(trade: Trade, local: Iterable[int] = ()) -> bool:
+class VenueLedger:
+    """What TWS itself said about each order, message by message, in arrival order.
+
+    ib_async drops an orderStatus that does not change its (possibly self-made) status and
+    a 202 for a trade it already thinks done, so after it guessed "Cancelled" from a
+    cancel-request error the venue's real confirmation would be lost. The ledger taps the
+    wrapper's orderStatus/openOrder/completedOrder/error callbacks (recording first, then
+    calling ib_async's own code) and keeps the raw statuses and error codes per order.
+    """
+
+    def __init__(self, ib: Any) -> None:
+        self.ib = ib
+        self.events: dict[Any, list[tuple[int, str, int]]] = {}
+        self.listeners: list[Callable[[], None]] = []
+        self.last_keys: list[Any] = []
+        self._seq = 0
+        wrapper = ib.wrapper
+        for name, tap in (
+            ("orderStatus", self._order_status),
+            ("openOrder", self._open_order),
+            ("completedOrder", self._completed_order),
+            ("error", self._error),
+        ):
+            original = getattr(wrapper, name)
+            setattr(wrapper, name, self._chain(tap, original))
+
+    def _chain(
+        self, tap: Callable[..., None], original: Callable[..., None]
+    ) -> Callable[..., None]:
+        def both(*args: Any, **kw: Any) -> None:
+            try:
+                tap(*args, **kw)
+            except Exception:  # never break ib_async's own handling
+                log.exception("ibkr: venue ledger tap failed")
+            original(*args, **kw)
+            self.notify()  # ib_async may have swallowed it: wake the waiters anyway
+
+        return both
+
+    @classmethod
+    def of(cls, ib: Any) -> VenueLedger:
+        ledger = getattr(ib.wrapper, "_arbkit_ledger", None)
+        if not isinstance(ledger, VenueLedger):
+            ledger = cls(ib)
+            ib.wrapper._arbkit_ledger = ledger
+        return ledger
+
+    def _add(self, keys: Iterable[Any], status: str, code: int) -> None:
+        self._seq += 1
+        self.last_keys = list(keys)
+        for k in keys:
+            self.events.setdefault(k, []).append((self._seq, status, code))
+
+    @staticmethod
+    def _keys(client_id: int, order_id: int, perm_id: int) -> list[Any]:
+        keys: list[Any] = []
+        if order_id > 0:
+            keys.append((client_id, order_id))
+        if perm_id:
+            keys.append(perm_id)
+        return keys
+
+    def _order_status(self, orderId: int, status: str, filled: float, remaining: float,
+                      avgFillPrice: float, permId: int, parentId: int, lastFillPrice: float,
+                      clientId: int, *rest: Any) -> None:  # fmt: skip
+        self._add(self._keys(clientId, orderId, permId), status, 0)
+
+    def _open_order(self, orderId: int, contract: Any, order: Any, orderState: Any) -> None:
+        if not order.whatIf and orderState.status:
+            self._add(self._keys(order.clientId, orderId, order.permId), orderState.status, 0)
+
+    def _completed_order(self, contract: Any, order: Any, orderState: Any) -> None:
+        if orderState.status:
+            self._add(self._keys(order.clientId, order.orderId, order.permId), orderState.status, 0)
+
+    def _error(self, reqId: int, errorCode: int, *rest: Any) -> None:
+        if reqId > 0 and not 2100 <= errorCode < 2200:
+            self._add([(self.ib.wrapper.clientId, reqId)], "", errorCode)
+
+    def notify(self) -> None:
+        for fn in list(self.listeners):
+            fn()
+        self.last_keys = []
+
+    def trade_of_last(self) -> Trade | None:
+        w = self.ib.wrapper
+        for k in self.last_keys:
+            t = w.permId2Trade.get(k) if isinstance(k, int) else w.trades.get(k)
+            if t is not None:
+                return t  # type: ignore[no-any-return]
+        return None
+
+    def reported(self, trade: Trade) -> list[tuple[str, int]]:
+        o = trade.order
+        seen: dict[int, tuple[str, int]] = {}
+        for k in self._keys(o.clientId, o.orderId, o.permId or trade.orderStatus.permId):
+            for seq, status, code in self.events.get(k, ()):
+                seen[seq] = (status, code)
+        return [seen[q] for q in sorted(seen)]
+
+
+def _final(trade: Trade, local: Iterable[int] = (), reported: Reported = ()) -> bool:
     """Terminal at the venue with every execution in (commission reports may still come)."""
-    return state_of(trade, local).terminal and _exec_qty(trade) >= _venue_filled(trade)
+    return state_of(trade, local, reported).terminal and _exec_qty(trade) >= _venue_filled(trade)
 
 
 @dataclass(slots=True)
@@ -204,7 +321,9 @@ class IbkrOrderClient:
         self._on_fill: list[FillListener] = []
         self._on_order: list[OrderListener] = []
         self._emitted: set[str] = set()  # execIds already pushed to on_fill
+        self._pushed: dict[int, tuple[Any, ...]] = {}  # permId → last pushed order update
         self._hooked_ib: Any = None
+        VenueLedger.of(self.ib)  # before any order: every raw status is recorded
 
     @property
     def ib(self) -> Any:
@@ -216,8 +335,12 @@ class IbkrOrderClient:
         entry = self._local.get(id(trade))
         return entry[1] if entry is not None and entry[0] is trade else set()
 
+    @property
+    def ledger(self) -> VenueLedger:
+        return VenueLedger.of(self.ib)
+
     def _state(self, trade: Trade) -> OrderState:
-        return state_of(trade, self._local_of(trade))
+        return state_of(trade, self._local_of(trade), self.ledger.reported(trade))
 
     def _find_trade(self, client_order_id: str) -> Trade | None:
         """Newest ib_async trade whose orderRef is ``client_order_id`` (this session)."""
@@ -306,6 +429,8 @@ class IbkrOrderClient:
 
         hook(trade)
         self.ib.disconnectedEvent += poke
+        ledger = self.ledger
+        ledger.listeners.append(poke)
         try:
             while not (self._final_trade(trade) and _commissions_in(trade)):
                 if self._final_trade(trade):
@@ -330,10 +455,12 @@ class IbkrOrderClient:
                     ev -= poke
             with contextlib.suppress(ValueError):
                 self.ib.disconnectedEvent -= poke
+            with contextlib.suppress(ValueError):
+                ledger.listeners.remove(poke)
         return trade
 
     def _final_trade(self, trade: Trade) -> bool:
-        return _final(trade, self._local_of(trade))
+        return _final(trade, self._local_of(trade), self.ledger.reported(trade))
 
     # ------------------------------------------------------------------ VenueOrderClient
 
@@ -485,6 +612,7 @@ class IbkrOrderClient:
             ib.execDetailsEvent += self._exec_event
             ib.commissionReportEvent += self._commission_event
             ib.connectedEvent += self._connected_event
+            self.ledger.listeners.append(self._ledger_event)
             self._hooked_ib = ib
 
     def unsubscribe(self) -> None:
@@ -498,6 +626,8 @@ class IbkrOrderClient:
             ):
                 with contextlib.suppress(ValueError):
                     ev -= fn
+            with contextlib.suppress(ValueError):
+                self.ledger.listeners.remove(self._ledger_event)
         self._hooked_ib = None
         self._on_fill.clear()
         self._on_order.clear()
@@ -508,6 +638,11 @@ class IbkrOrderClient:
         except ConversionError as exc:
             log.error("ibkr: unreadable order update %s: %s", trade.order.permId, exc)
             return
+        key = trade.order.permId or id(trade)
+        what = (r.state, r.filled_qty, r.filled_cost, r.fees, r.costs_final)
+        if self._pushed.get(key) == what:
+            return
+        self._pushed[key] = what
         for fn in list(self._on_order):
             try:
                 fn(r)
@@ -538,6 +673,12 @@ class IbkrOrderClient:
     def _commission_event(self, trade: Trade, fill: IbFill, report: Any) -> None:
         self._push_fill(fill)
         self._push_order(trade)
+
+    def _ledger_event(self) -> None:
+        # a raw status ib_async may have swallowed (it already guessed that status)
+        trade = self.ledger.trade_of_last()
+        if trade is not None:
+            self._push_order(trade)
 
     def _connected_event(self) -> None:
         # ib_async re-fetched executions at connect: push the ones that happened while away
