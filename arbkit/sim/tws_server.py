@@ -16,6 +16,16 @@ at least $1.01 ($1 payout + the $0.01 exchange fee inside the price). So for con
 
 Ladders set by a driver are floored to the $0.01 grid and kept within $0.02–$0.99;
 maker ladders that cross (YES bid + NO bid ≥ $1.01) are paired off as the exchange would.
+
+Fault switches: ``reject_next_order``, ``never_fill_next_order``, ``partial_fill_next_order``,
+``fill_delay_ms``, ``ignore_next_cancel(fill_after_ms=None, silent=False)``,
+``delay_cancel_ms(ms)``, ``place_foreign_order`` (a hand-typed TWS order), ``mute``,
+``pause_ticks``, ``drop_connections``. Counters: ``orders_by_ref`` (every placeOrder by
+orderRef, duplicates and retries included), ``orders_received``, ``cancels_received``,
+``cancels_ignored``. Orders, executions and positions outlive a client's connection, so
+a reconnect under the same clientId is served them by reqOpenOrders / reqAllOpenOrders /
+reqCompletedOrders / reqExecutions / reqPositions. Cancel errors are 10147 (not found)
+and 10148 (cannot be cancelled), as current TWS sends.
 """
 
 from __future__ import annotations
