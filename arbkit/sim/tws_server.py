@@ -16,6 +16,16 @@ at least $1.01 ($1 payout + the $0.01 exchange fee inside the price). So for con
 
 Ladders set by a driver are floored to the $0.01 grid and kept within $0.02–$0.99;
 maker ladders that cross (YES bid + NO bid ≥ $1.01) are paired off as the exchange would.
+
+Fault switches: ``reject_next_order``, ``never_fill_next_order``, ``partial_fill_next_order``,
+``fill_delay_ms``, ``ignore_next_cancel(fill_after_ms=None, silent=False)``,
+``delay_cancel_ms(ms)``, ``place_foreign_order`` (a hand-typed TWS order), ``mute``,
+``pause_ticks``, ``drop_connections``. Counters: ``orders_by_ref`` (every placeOrder by
+orderRef, duplicates and retries included), ``orders_received``, ``cancels_received``,
+``cancels_ignored``. Orders, executions and positions outlive a client's connection, so
+a reconnect under the same clientId is served them by reqOpenOrders / reqAllOpenOrders /
+reqCompletedOrders / reqExecutions / reqPositions. Cancel errors are 10147 (not found)
+and 10148 (cannot be cancelled), as current TWS sends.
 """
 
 from __future__ import annotations
@@ -98,6 +108,7 @@ class _Order:
     cost: int = 0  # Money units
     done: bool = False
     cancel_remainder: bool = False  # IOC: cancel what is left after matching
+    cancel_locked: bool = False  # fault: cancels are answered PendingCancel until a forced fill
 
 
 @dataclass(slots=True)
@@ -189,7 +200,12 @@ class TwsServer:
         self.ticks_paused = False
         self.muted = False
         self.fill_delay_ms = 0
+        self.cancel_delay_ms = 0
         self._faults: collections.deque[tuple[str, int]] = collections.deque()
+        self._cancel_faults: collections.deque[tuple[str, int | None]] = collections.deque()
+        self.cancels_received = 0
+        self.cancels_ignored = 0
+        self._foreign_seq = 0
         self._handlers: dict[int, Callable[[_Session, list[str]], None]] = {
             71: self._start_api,
             61: self._req_positions,
@@ -275,6 +291,50 @@ class TwsServer:
 
     def partial_fill_next_order(self, contracts: int) -> None:
         self._faults.append(("partial", contracts))
+
+    def ignore_next_cancel(self, fill_after_ms: int | None = None, *, silent: bool = False) -> None:
+        """The next cancel of a live order is NOT carried out.
+
+        It is acknowledged as ``PendingCancel`` (``silent=True``: not answered at all). With
+        ``fill_after_ms`` the order then fills completely at its limit that many ms later
+        (execDetails, orderStatus Filled, commissionReport; the position stays at the venue),
+        and until then every further cancel of it is also answered ``PendingCancel`` only.
+        Without it the order keeps working (the book may still fill it) and a later cancel
+        is carried out normally."""
+        self._cancel_faults.append(("silent" if silent else "pending", fill_after_ms))
+
+    def delay_cancel_ms(self, ms: int) -> None:
+        """From now on every cancel is carried out at once (the order can no longer fill)
+        but confirmed late: ``PendingCancel`` now, ``Cancelled`` + error 202 after ``ms``
+        milliseconds. ``0`` switches the delay off."""
+        self.cancel_delay_ms = max(0, ms)
+
+    def place_foreign_order(
+        self,
+        market: str,
+        outcome: Outcome,
+        limit: Price,
+        contracts: int,
+        *,
+        order_ref: str = "",
+        tif: str = "GTC",
+    ) -> int:
+        """A working BUY order that no API client placed (typed into TWS by hand: clientId
+        0, orderId 0). It rests like any other order; returns its permId."""
+        m = self.markets[market]
+        contract = m.contract(outcome)
+        self._perm_seq += 1
+        self._foreign_seq += 1
+        view = OrderView(
+            0, 0, self._perm_seq, contract, "BUY", contracts, "LMT", w.fmt_price(limit), tif,
+            self.account, order_ref, True, "Submitted",
+        )  # fmt: skip
+        o = _Order(view, m, outcome, int(limit) - int(limit) % CENT, 0)
+        self._orders[view.perm_id] = o
+        self._by_client[(0, -self._foreign_seq)] = o
+        self.orders_by_ref[order_ref] += 1
+        self._execute(o, None)
+        return view.perm_id
 
     @property
     def client_count(self) -> int:
@@ -796,7 +856,7 @@ class TwsServer:
                 return s
         return None
 
-    def _cancel(self, o: _Order, *, error: bool) -> None:
+    def _cancel(self, o: _Order, *, error: bool, confirm_after_ms: int = 0) -> None:
         o.view.status = "Cancelled"
         self._finish(o)
         owner = self._session_of(o.session_key)
@@ -805,18 +865,90 @@ class TwsServer:
         msgs = [w.order_status(o.view)]
         if error:
             msgs.append(w.error(owner.sv, o.view.order_id, 202, "Order Canceled - reason:"))
-        owner.send(*msgs)
+        if confirm_after_ms <= 0:
+            owner.send(*msgs)
+            return
+        # carried out now, confirmed late: PendingCancel first, the confirmation later
+        pending = w.order_status(o.view)
+        pending[2] = "PendingCancel"
+        owner.send(pending)
+        self._later(confirm_after_ms, lambda: self._send_to(o.session_key, msgs))
+
+    def _send_to(self, client_id: int, msgs: list[list[Field]]) -> None:
+        owner = self._session_of(client_id)
+        if owner is not None:
+            owner.send(*msgs)
+
+    def _later(self, ms: int, fn: Callable[[], None]) -> None:
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
+
+        def run() -> None:
+            if handle is not None:
+                self._timers.discard(handle)
+            fn()
+
+        handle = loop.call_later(ms / 1000, run)
+        self._timers.add(handle)
+
+    def _pending_cancel(self, o: _Order, *, silent: bool) -> None:
+        """Acknowledge a cancel request without carrying it out."""
+        self.cancels_ignored += 1
+        o.view.status = "PendingCancel"
+        owner = self._session_of(o.session_key)
+        if owner is not None and not silent:
+            owner.send(w.order_status(o.view))
+
+    def _force_fill(self, o: _Order) -> None:
+        """Fill what is left of ``o`` at its limit against an unseen counterparty."""
+        o.cancel_locked = False
+        if o.done:
+            return
+        v = o.view
+        take = v.total_qty - v.filled
+        if take <= 0:
+            return
+        price = o.limit
+        v.filled += take
+        o.cost += price * take * QTY_SCALE
+        v.avg_fill_price = w.fmt_price(o.cost // (v.filled * QTY_SCALE))
+        v.last_fill_price = w.fmt_price(price)
+        self._exec_seq += 1
+        commission = Money(self.commission_per_contract_usd * take)
+        ex = _Exec(
+            f"{v.perm_id:08x}.{self._exec_seq:08x}.01.01", o, _now_str(), take, price,
+            v.filled, v.avg_fill_price, commission,
+        )  # fmt: skip
+        self.executions.append(ex)
+        self._book_position(o, take, price, commission)
+        v.status = "Filled"
+        self._finish(o)
+        self._after_fills(o, [ex])
 
     def _cancel_order(self, s: _Session, f: list[str]) -> None:
+        self.cancels_received += 1
         order_id = int(f[2])
         o = self._by_client.get((s.client_id, order_id))
         if o is None:
-            s.send(w.error(s.sv, order_id, 135, f"Can't find order with id ={order_id}"))
+            text = f"OrderId {order_id} that needs to be cancelled is not found."
+            s.send(w.error(s.sv, order_id, 10147, text))
         elif o.done:
-            text = f"OrderId {order_id} cannot be cancelled, state: {o.view.status}."
-            s.send(w.error(s.sv, order_id, 161, text))
+            text = (
+                f"OrderId {order_id} that needs to be cancelled cannot be cancelled, "
+                f"state: {o.view.status}."
+            )
+            s.send(w.error(s.sv, order_id, 10148, text))
+        elif o.cancel_locked:
+            self._pending_cancel(o, silent=False)
+        elif self._cancel_faults:
+            mode, fill_after_ms = self._cancel_faults.popleft()
+            self._pending_cancel(o, silent=mode == "silent")
+            if fill_after_ms is not None:
+                o.hold = True
+                o.cancel_locked = True
+                self._later(fill_after_ms, lambda: self._force_fill(o))
         else:
-            self._cancel(o, error=True)
+            self._cancel(o, error=True, confirm_after_ms=self.cancel_delay_ms)
 
     def _global_cancel(self, s: _Session, f: list[str]) -> None:
         for o in list(self._orders.values()):

@@ -32,7 +32,7 @@ async def client(tws: TwsServer) -> AsyncIterator[IbkrOrderClient]:
                      reconnect_initial_ms=20, reconnect_max_ms=100)  # fmt: skip
     await gw.start()
     try:
-        yield IbkrOrderClient(gw, cancel_timeout_s=2.0)
+        yield IbkrOrderClient(gw)
     finally:
         await gw.stop()
 
@@ -82,18 +82,31 @@ async def test_reject_by_venue_and_before_sending(tws: TwsServer, client: IbkrOr
     assert not any(ref.startswith("x") for ref in tws.orders_by_ref)
 
 
-async def test_never_filled_ioc_times_out_and_is_cancelled(
+async def test_unfinished_ioc_comes_back_live_and_the_caller_cancels(
     tws: TwsServer, client: IbkrOrderClient
 ) -> None:
     tws.never_fill_next_order()
     r = await client.place_limit(req("e4-k-1"), timeout_s=0.2)
-    assert r.state is OrderState.CANCELLED and r.filled_qty == 0
-    assert tws.orders_by_ref["e4-k-1"] == 1
+    assert r.state is OrderState.OPEN and r.filled_qty == 0
+    assert tws.cancels_received == 0  # place_limit does not cancel on its own
+    c = await client.cancel("e4-k-1", timeout_s=2)
+    assert c.state is OrderState.CANCELLED and c.filled_qty == 0
+    assert tws.orders_by_ref["e4-k-1"] == 1 and tws.cancels_received == 1
 
 
-async def test_day_order_cancelled_after_timeout(tws: TwsServer, client: IbkrOrderClient) -> None:
+async def test_day_order_that_does_not_fill_stays_open(
+    tws: TwsServer, client: IbkrOrderClient
+) -> None:
+    """Old behaviour: place_limit cancelled inside (its own 5 s wait under the executor's
+    outer timeout). Now the order is left working and the executor decides."""
     r = await client.place_limit(req("e5-k-1", price=4000, tif=TimeInForce.DAY), timeout_s=0.2)
-    assert r.state is OrderState.CANCELLED and r.filled_qty == 0
+    assert r.state is OrderState.OPEN and r.filled_qty == 0 and r.venue_order_id
+    assert tws.cancels_received == 0
+    live = [o for o in tws._orders.values() if not o.done]
+    assert [o.view.order_ref for o in live] == ["e5-k-1"]
+    assert r.sent_ns and r.ack_ts_ns and r.sent_ns <= r.ack_ts_ns
+    c = await client.cancel("e5-k-1", timeout_s=2)
+    assert c.state is OrderState.CANCELLED and not any(not o.done for o in tws._orders.values())
 
 
 async def test_delayed_fill_is_awaited(tws: TwsServer, client: IbkrOrderClient) -> None:
@@ -154,7 +167,7 @@ async def test_reconnect_mid_order_then_lookup(tws: TwsServer, client: IbkrOrder
 
 
 async def test_cancel_unknown_and_status_table() -> None:
-    assert IBKR_STATUS["Inactive"] is OrderState.REJECTED
+    assert IBKR_STATUS["Inactive"] is OrderState.UNKNOWN  # only an error code makes it final
     assert IBKR_STATUS["PendingCancel"] is OrderState.OPEN
     assert IBKR_STATUS["ApiCancelled"] is OrderState.CANCELLED
 
@@ -168,9 +181,32 @@ def _trade(status: str, qty: float, fills: list[float], codes: list[int] = []) -
     return t
 
 
+def _logged(*entries: tuple[str, int]) -> Trade:
+    t = Trade(order=LimitOrder("BUY", 5, 0.5), orderStatus=OrderStatus(status=entries[-1][0]))
+    t.log = [TradeLogEntry(datetime.now(), st, "", code) for st, code in entries]
+    return t
+
+
+def test_state_comes_from_what_tws_said_not_from_ib_async_guesses() -> None:
+    # ib_async flips a live trade to Cancelled on a cancel-request error: still live
+    assert state_of(_logged(("Submitted", 0), ("Cancelled", 10148))) is OrderState.OPEN
+    assert state_of(_logged(("Submitted", 0), ("Cancelled", 10147))) is OrderState.OPEN
+    # ... and on an error it does not know: nothing the venue said is left → UNKNOWN
+    assert state_of(_logged(("Cancelled", 9999))) is OrderState.UNKNOWN
+    # our own cancel request's local entries are not the venue's word
+    t = _logged(("Submitted", 0), ("Inactive", 0), ("Cancelled", 0))
+    assert state_of(t, local={2}) is OrderState.UNKNOWN  # Inactive without a reason
+    assert state_of(t) is OrderState.CANCELLED
+    # venue confirmations
+    assert state_of(_logged(("Submitted", 0), ("Cancelled", 202))) is OrderState.CANCELLED
+    assert state_of(_logged(("PendingSubmit", 0), ("Cancelled", 201))) is OrderState.REJECTED
+    assert state_of(_logged(("Submitted", 0), ("PendingCancel", 0))) is OrderState.OPEN
+
+
 def test_state_table_with_fills_and_error_codes() -> None:
-    assert state_of(_trade("Inactive", 5, [])) is OrderState.REJECTED
-    assert state_of(_trade("Inactive", 5, [2])) is OrderState.CANCELLED
+    assert state_of(_trade("Inactive", 5, [])) is OrderState.UNKNOWN
+    assert state_of(_trade("Inactive", 5, [], [201])) is OrderState.REJECTED
+    assert state_of(_trade("Inactive", 5, [2], [201])) is OrderState.CANCELLED
     assert state_of(_trade("Cancelled", 5, [], [201])) is OrderState.REJECTED
     assert state_of(_trade("Cancelled", 5, [], [202])) is OrderState.CANCELLED
     assert state_of(_trade("Cancelled", 5, [3], [201])) is OrderState.CANCELLED
