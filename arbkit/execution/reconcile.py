@@ -159,7 +159,7 @@ def residuals(
             continue
         spec = symbols.get(name)
         if spec is None:
-            r = sum(q for (s, _, _), q in net(pos).items() if s == name)
+            r: int = sum(q for (s, _, _), q in net(pos).items() if s == name)
         else:
             r = risk.residual_exposure(spec, pos)
         if r:
