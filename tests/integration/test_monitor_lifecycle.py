@@ -12,16 +12,18 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from arbkit.config.execution_loader import ExecutionConfig
 from arbkit.execution.journal import ExecState, ExecutionRecord, Leg, LegOrderRecord
 from arbkit.execution.reconcile import ReconcileConfig
-from arbkit.execution.venue import OrderResult, OrderState, VenueOrderClient
+from arbkit.execution.venue import OrderResult, VenueOrderClient
 from arbkit.gateways.kalshi_auth import KalshiAuth
-from arbkit.model import Mode, Money, Outcome, Price, Qty, Venue
+from arbkit.model import Mode, Money, Outcome, Price, Venue
 from arbkit.monitor.arbitrage_monitor import (
     ArbitrageMonitor,
     IbkrEndpoint,
@@ -43,12 +45,13 @@ def monitor(
     locks: Path,
     *,
     client_id: int = 21,
+    config: ExecutionConfig | None = None,
     **kw: Any,
 ) -> ArbitrageMonitor:
     kw.setdefault("reconcile_config", FAST)
     return ArbitrageMonitor(
         symbol_map(),
-        default_config(),
+        config or default_config(),
         kalshi=KalshiEndpoint(venues.exchange.rest_url, venues.exchange.ws_url, auth),
         ibkr=IbkrEndpoint(port=venues.tws.port, client_id=client_id, cache_path=None),
         db_path=db,
@@ -188,12 +191,28 @@ async def test_order_missed_once_at_start_is_not_booked_rejected(
     coid = "ak-00000000000000aa-l1-0"
     now = time.time_ns()
     ex = ExecutionRecord(
-        "ak-00000000000000aa", SYMBOL, "kalshi_yes+ibkr_no", Mode.LIVE, ExecState.LEG1_SENT,
-        now, now, n(5), Money(0),
+        "ak-00000000000000aa",
+        SYMBOL,
+        "kalshi_yes+ibkr_no",
+        Mode.LIVE,
+        ExecState.LEG1_SENT,
+        now,
+        now,
+        n(5),
+        Money(0),
     )
     leg1 = LegOrderRecord(
-        ex.execution_id, Leg.LEG1, 0, Mode.LIVE, Venue.KALSHI, SYMBOL, Outcome.YES,
-        Price(4000), n(5), coid, submitted_ns=now,
+        ex.execution_id,
+        Leg.LEG1,
+        0,
+        Mode.LIVE,
+        Venue.KALSHI,
+        SYMBOL,
+        Outcome.YES,
+        Price(4000),
+        n(5),
+        coid,
+        submitted_ns=now,
     )
     async with Database(db) as d:
         await d.record_intent(ex, leg1)
@@ -213,11 +232,13 @@ async def test_order_missed_once_at_start_is_not_booked_rejected(
     async with running(monitor(venues, auth, db, tmp_path / "l")) as mon:
         assert wrapped and coid in wrapped[0].missed  # the lagging read did happen
         assert mon.kill_switch  # leg 1 filled, no leg 2: exposure, loudly
-    state, filled = rows(db, f"SELECT state, filled_qty_e2 FROM executions "
-                             f"WHERE client_order_id = '{coid}'")[0]
+    state, filled = rows(
+        db, f"SELECT state, filled_qty_e2 FROM executions WHERE client_order_id = '{coid}'"
+    )[0]
     assert (state, filled) == ("filled", n(5))  # not 'rejected'
-    assert rows(db, f"SELECT state FROM arb_executions WHERE execution_id = '{ex.execution_id}'") \
-        == [("unhedged",)]
+    assert rows(
+        db, f"SELECT state FROM arb_executions WHERE execution_id = '{ex.execution_id}'"
+    ) == [("unhedged",)]
     audit = rows(db, "SELECT field, old, new, source FROM audit WHERE client_order_id != ''")
     assert ("state", "pending", "filled", "kalshi") in audit
     assert ("filled_qty_e2", "0", str(n(5)), "kalshi") in audit
@@ -255,7 +276,11 @@ async def test_stop_under_load_starts_nothing_and_closes_the_journal_last(
 ) -> None:
     caplog.set_level(logging.WARNING)
     db = tmp_path / "db.sqlite"
-    mon = monitor(venues, auth, db, tmp_path / "l", redecide_ms=20)
+    cfg = default_config()
+    # several executions may run at once, so the gateways' callbacks can start new ones
+    # while stop() waits for the running ones (what the probe saw: 1–2 per round)
+    cfg = replace(cfg, risk=replace(cfg.risk, max_open_executions=3))
+    mon = monitor(venues, auth, db, tmp_path / "l", redecide_ms=20, config=cfg)
     keep_going = True
 
     async def refill() -> None:  # books that keep presenting the opportunity
@@ -267,6 +292,9 @@ async def test_stop_under_load_starts_nothing_and_closes_the_journal_last(
     feeder = asyncio.create_task(refill())
     try:
         await until(lambda: mon.counters.executed >= 2, 30, "executions under load")
+        # stop while one is in flight: the gateways keep deciding during the wait
+        await until(lambda: bool(mon._exec_tasks), 30, "an execution in flight")
+        venues.tws.never_fill_next_order()  # the running execution waits out its leg 2
         stop_ns = time.time_ns()
         await mon.stop()
     finally:
@@ -296,7 +324,7 @@ async def test_second_monitor_on_same_database_is_refused(
     async with running(monitor(venues, auth, db, tmp_path / "l")):
         ws_before, tws_before = venues.exchange.ws_connections, venues.tws.connections
         second = monitor(venues, auth, db, tmp_path / "other-locks", client_id=22)
-        with pytest.raises(MonitorLocked, match="database .* in use by another arbkit monitor"):
+        with pytest.raises(MonitorLocked, match=r"database .* in use by another arbkit monitor"):
             await second.start()
         # another DB, same Kalshi key: refused as the same account
         third = monitor(venues, auth, tmp_path / "db2.sqlite", tmp_path / "l", client_id=23)
@@ -318,6 +346,3 @@ async def test_live_without_durable_journal_is_refused(
     with pytest.raises(LiveNeedsJournal, match="durable journal"):
         await mon.start()
     assert venues.exchange.ws_connections == 0 and venues.tws.connections == 0
-
-
-_ = (OrderState, Qty)
