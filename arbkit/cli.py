@@ -205,6 +205,7 @@ async def _monitor(args: argparse.Namespace) -> int:
         IbkrEndpoint,
         KalshiEndpoint,
         LiveNotConfirmed,
+        MonitorRefused,
     )
     from arbkit.ui.terminal import render
 
@@ -234,7 +235,7 @@ async def _monitor(args: argparse.Namespace) -> int:
     )
     try:
         await monitor.start()
-    except LiveNotConfirmed as exc:
+    except (LiveNotConfirmed, MonitorRefused) as exc:
         raise CliError(str(exc)) from None
     from rich.console import Console
     from rich.live import Live

@@ -88,6 +88,22 @@ class ExecutionRecord:
     orders: list[LegOrderRecord] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One correction of the journal by venue truth (or a halt the reconciler called):
+    what changed (``field``), from ``old`` to ``new``, and why. ``source`` names who said
+    so (``"kalshi"``, ``"ibkr"``, ``"reconciler"``)."""
+
+    ts_ns: int
+    execution_id: str
+    client_order_id: str
+    field: str
+    old: str
+    new: str
+    reason: str
+    source: str
+
+
 class Journal(Protocol):
     async def record_intent(self, ex: ExecutionRecord, leg1: LegOrderRecord) -> None:
         """Durably store the intent and the planned leg-1 order before anything is sent."""
@@ -106,6 +122,10 @@ class Journal(Protocol):
         """Non-terminal executions with their orders (for reconciliation at start)."""
         ...
 
+    async def record_audit(self, row: AuditRecord) -> None:
+        """Durably store one correction made by reconciliation (append-only)."""
+        ...
+
 
 class MemoryJournal:
     """In-process journal for replay, sweeps and unit tests (no durability needed)."""
@@ -113,6 +133,7 @@ class MemoryJournal:
     def __init__(self) -> None:
         self.executions: dict[str, ExecutionRecord] = {}
         self.orders: dict[str, LegOrderRecord] = {}
+        self.audit: list[AuditRecord] = []
 
     async def record_intent(self, ex: ExecutionRecord, leg1: LegOrderRecord) -> None:
         self.executions[ex.execution_id] = replace(ex, orders=[], stages_ns=dict(ex.stages_ns))
@@ -135,3 +156,6 @@ class MemoryJournal:
                 orders = [o for o in self.orders.values() if o.execution_id == ex.execution_id]
                 out.append(replace(ex, orders=orders))
         return out
+
+    async def record_audit(self, row: AuditRecord) -> None:
+        self.audit.append(row)

@@ -12,13 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
+from filelock import Timeout as LockTimeout
 
 from arbkit.arbitrage.fee_model import FeeModel
 from arbkit.arbitrage.pipeline import DetectionPipeline, EpisodeEnd, SpreadSample
@@ -27,6 +32,7 @@ from arbkit.config.loader import SymbolMap
 from arbkit.execution.executor import Decision, Executor, Reservation
 from arbkit.execution.journal import ExecutionRecord, Journal, MemoryJournal
 from arbkit.execution.paper import PaperVenue
+from arbkit.execution.reconcile import ReconcileConfig, Reconciler, ReconcileReport
 from arbkit.execution.venue import VenueOrderClient
 from arbkit.gateways.ibkr_client import IbkrGateway
 from arbkit.gateways.ibkr_orders import IbkrOrderClient
@@ -44,6 +50,58 @@ log = logging.getLogger(__name__)
 
 class LiveNotConfirmed(RuntimeError):
     """Live trading was configured but not explicitly confirmed at start."""
+
+
+class MonitorRefused(RuntimeError):
+    """The monitor will not start as configured; the message says what to do instead."""
+
+
+class MonitorLocked(MonitorRefused):
+    """Another monitor already writes this database or trades this account."""
+
+
+class LiveNeedsJournal(MonitorRefused):
+    """Live mode without a durable journal (``db_path=None``)."""
+
+
+LOCK_DIR_ENV = "ARBKIT_LOCK_DIR"
+DEFAULT_LOCK_DIR = Path("~/.cache/arbkit/locks")
+
+
+def lock_dir(explicit: Path | None = None) -> Path:
+    """Where per-account locks live: ``explicit``, else ``$ARBKIT_LOCK_DIR``, else
+    ``~/.cache/arbkit/locks``."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get(LOCK_DIR_ENV)
+    return Path(env) if env else DEFAULT_LOCK_DIR.expanduser()
+
+
+def account_lock_path(directory: Path, venue: Venue, account: str) -> Path:
+    """One lock file per venue account, named from a hash (the id itself is not written)."""
+    digest = hashlib.sha256(f"arbkit|{venue.value}|{account}".encode()).hexdigest()[:32]
+    return directory / f"account-{venue.value}-{digest}.lock"
+
+
+def execution_bound_s(config: ExecutionConfig, *, ibkr_cancel_s: float = 5.0) -> float:
+    """Worst case for one running execution to end, from the config's timeouts: per order a
+    send and one resend (each its timeout + 2 s slack), two status resolutions (3 reads ×
+    2 s + backoff), one cancel; leg 1 + leg 2 (+ the IBKR cancel wait) + the hedge ladder
+    (bounded by ``hedge_max_ms``, plus one order in flight when it expires)."""
+    e = config.execution
+    resolve = 3 * 2.0 + 0.3
+
+    def order(timeout_ms: int) -> float:
+        t = timeout_ms / 1000
+        return 2 * (t + 2.0) + 2 * resolve + t
+
+    return (
+        order(e.leg1_timeout_ms)
+        + order(e.leg2_timeout_ms)
+        + ibkr_cancel_s
+        + e.hedge_max_ms / 1000
+        + order(e.leg1_timeout_ms)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +198,11 @@ class ArbitrageMonitor:
         spread_interval_ms: int = 1_000,
         redecide_ms: int = 1_000,
         clock: Callable[[], int] = time.time_ns,
+        reconcile_interval_s: float = 30.0,
+        venue_connect_timeout_s: float = 10.0,
+        reconcile_config: ReconcileConfig | None = None,
+        lock_dir: Path | None = None,
+        stop_grace_s: float = 2.0,
     ) -> None:
         self.symbol_map = symbol_map
         self.config = config
@@ -170,6 +233,18 @@ class ArbitrageMonitor:
         self._exec_tasks: set[asyncio.Task[Any]] = set()
         self._subscribers: list[asyncio.Task[Any]] = []
         self._started = False
+        self.reconcile_interval_s = reconcile_interval_s
+        self.venue_connect_timeout_s = venue_connect_timeout_s
+        self.reconcile_config = reconcile_config
+        self.lock_dir = lock_dir
+        self.stop_grace_s = stop_grace_s
+        self.reconciler: Reconciler | None = None
+        self.reconcile_reports: deque[ReconcileReport] = deque(maxlen=100)
+        self._reconcile_lock = asyncio.Lock()
+        self._start_reconciled = False
+        self._inflight: dict[str, str] = {}  # execution id → symbol, while it runs
+        self._locks: list[FileLock] = []
+        self._ibkr_locked = False
 
     # ----------------------------------------------------------------- lifecycle ---
     @property
@@ -177,9 +252,59 @@ class ArbitrageMonitor:
         return self.executor.mode if self.executor is not None else self.config.mode
 
     async def start(self) -> None:
+        """Live: lock the database and the accounts, connect BOTH venues (bounded wait),
+        sync them, reconcile, and only then allow trading. A venue that is unreachable
+        keeps trading refused until it is connected, synced and reconciled."""
         ok, why = check_live_allowed(self.config, confirm_flag=self.confirm_live)
         if not ok:
             raise LiveNotConfirmed(why)
+        live = self.config.mode is Mode.LIVE
+        if live and self.db_path is None:
+            raise LiveNeedsJournal(
+                "live trading needs a durable journal: db_path=None keeps it in memory, so a "
+                "crash would lose what was sent. Pass a database path (arbkit monitor --db)."
+            )
+        try:
+            await self._start(live)
+        except BaseException:
+            await self._teardown()
+            raise
+
+    def _lock(self, path: Path, what: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(path)
+        try:
+            lock.acquire(timeout=0)
+        except LockTimeout:
+            raise MonitorLocked(
+                f"{what} is in use by another arbkit monitor (lock {path}). Stop that monitor "
+                "first; two monitors on one database or account would both trade."
+            ) from None
+        self._locks.append(lock)
+
+    def _lock_ibkr_account(self) -> None:
+        gw = self.ibkr_gw
+        if self._ibkr_locked or gw is None:
+            return
+        account = gw.account or f"{gw.host}:{gw.port}"
+        self._lock(
+            account_lock_path(lock_dir(self.lock_dir), Venue.IBKR, account),
+            "the IBKR account",
+        )
+        self._ibkr_locked = True
+
+    async def _start(self, live: bool) -> None:
+        if self.db_path is not None:
+            self._lock(Path(f"{self.db_path}.lock"), f"database {self.db_path}")
+        if live:
+            self._lock(
+                account_lock_path(
+                    lock_dir(self.lock_dir), Venue.KALSHI, self.kalshi_endpoint.auth.key_id
+                ),
+                "the Kalshi account (API key)",
+            )
+            if self.ibkr_endpoint.account:
+                self._lock_ibkr_account_id(self.ibkr_endpoint.account)
         journal: Journal
         if self.db_path is not None:
             self.db = await Database(self.db_path).open()
@@ -223,15 +348,51 @@ class ArbitrageMonitor:
             clock=self.clock,
             on_update=self._on_execution_update,
         )
-        if self.config.mode is Mode.LIVE:
-            report = await self.executor.reconcile()
-            log.warning("reconciliation at start: %s", report)
+        if live:
+            # No trading until both venues are connected, synced and reconciled.
+            self.executor.venue_up = {Venue.KALSHI: False, Venue.IBKR: False}
+            cfg = self.reconcile_config or ReconcileConfig()
+            self.reconciler = Reconciler(
+                {Venue.KALSHI: kalshi_client, Venue.IBKR: ibkr_client},
+                journal,
+                self.symbol_map.symbols,
+                self.executor.state.positions,
+                halt=self.executor.kill,
+                clock=self.clock,
+                config=dataclasses.replace(cfg, id_prefix=f"{self.executor.id_prefix}-"),
+                busy=lambda: set(self._inflight.values()),
+                activity=self.executor.state.last_execution_ns,
+            )
         await self.kalshi_ws.start()
         try:
-            await self.ibkr_gw.start()
+            await asyncio.wait_for(self.ibkr_gw.start(), self.venue_connect_timeout_s)
         except (TimeoutError, OSError, ConnectionError) as exc:
             log.error("IBKR not reachable at start (%s); retrying in the background", exc)
             self._tasks.append(asyncio.create_task(self._retry_ibkr(), name="ibkr-start"))
+        if live:
+            with contextlib.suppress(TimeoutError):
+                await self.kalshi_ws.wait_connected(self.venue_connect_timeout_s)
+            if self._ibkr_alive():
+                self._lock_ibkr_account()
+            if self._kalshi_alive() and self._ibkr_alive():
+                await self._resync("start")
+            else:
+                log.error(
+                    "live: %s unreachable at start; trading is refused until both venues "
+                    "are connected, synced and reconciled",
+                    ", ".join(
+                        v
+                        for v, up in (
+                            ("kalshi", self._kalshi_alive()),
+                            ("ibkr", self._ibkr_alive()),
+                        )
+                        if not up
+                    ),
+                )
+            self._tasks += [
+                asyncio.create_task(self._venue_watch(), name="arbkit-venue-watch"),
+                asyncio.create_task(self._reconcile_loop(), name="arbkit-reconcile"),
+            ]
         if self.config.mode is not Mode.MONITOR:
             await self.executor.refresh_balances()
         self._tasks += [
@@ -239,6 +400,110 @@ class ArbitrageMonitor:
             asyncio.create_task(self._sweep_loop(), name="arbkit-sweep"),
         ]
         self._started = True
+
+    def _lock_ibkr_account_id(self, account: str) -> None:
+        self._lock(
+            account_lock_path(lock_dir(self.lock_dir), Venue.IBKR, account), "the IBKR account"
+        )
+        self._ibkr_locked = True
+
+    # ----------------------------------------------------------- reconciliation ---
+    def _health_marks(self) -> tuple[int, int]:
+        k = self.kalshi_ws.health.reconnects if self.kalshi_ws is not None else 0
+        i = self.ibkr_gw.health.reconnects if self.ibkr_gw is not None else 0
+        return k, i
+
+    async def _resync(self, why: str) -> bool:
+        """Sync both venues' clients (``client.sync()`` where a client has one), reconcile,
+        and mark the venues up only if nothing dropped meanwhile. Returns True if up."""
+        assert self.executor is not None and self.reconciler is not None
+        ex = self.executor
+        marks = self._health_marks()
+        async with self._reconcile_lock:
+            for client in (ex.kalshi, ex.ibkr):
+                sync = getattr(client, "sync", None)
+                if sync is not None:
+                    await sync()
+            if not self._start_reconciled:
+                recorded = (
+                    {(p.symbol, p.venue, p.outcome): p.qty for p in await self.db.positions()}
+                    if self.db is not None
+                    else None
+                )
+                report = await self.reconciler.at_start(recorded)
+                self._start_reconciled = True
+                log.warning("reconciliation at %s: %s", why, _summary(report))
+                self.reconcile_reports.append(report)
+            else:
+                # Two passes spaced by the read-lag tolerance: a mismatch that persists halts.
+                for i in range(self.reconciler.config.confirm_passes):
+                    if i:
+                        await asyncio.sleep(self.reconciler.config.miss_window_s)
+                    report = await self.reconciler.periodic(set(self._inflight))
+                    self.reconcile_reports.append(report)
+                log.warning("reconciliation after %s: %s", why, _summary(report))
+            if self.db is not None:
+                await self._write_positions()
+        if marks != self._health_marks() or not (self._kalshi_alive() and self._ibkr_alive()):
+            return False  # dropped while we looked: look again once it is back
+        ex.venue_up = {Venue.KALSHI: True, Venue.IBKR: True}
+        return True
+
+    async def _venue_watch(self) -> None:
+        """Keep ``executor.venue_up`` current: down on a disconnect, up only after a
+        reconnect AND a re-sync + reconciliation."""
+        assert self.executor is not None
+        ex = self.executor
+        marks = self._health_marks()
+        need = not all(ex.venue_up.values())
+        while True:
+            await asyncio.sleep(0.05)
+            alive = {Venue.KALSHI: self._kalshi_alive(), Venue.IBKR: self._ibkr_alive()}
+            now_marks = self._health_marks()
+            if now_marks != marks:
+                need = True
+            for v, up in alive.items():
+                if not up:
+                    if ex.venue_up[v]:
+                        log.warning("%s unreachable: trading refused until resynced", v.value)
+                    ex.venue_up[v] = False
+                    need = True
+            if need and all(alive.values()) and not ex.stopping:
+                for v in ex.venue_up:
+                    ex.venue_up[v] = False
+                try:
+                    self._lock_ibkr_account()
+                except MonitorLocked as exc:
+                    ex.kill(str(exc))
+                    log.error("%s", exc)
+                try:
+                    up = await self._resync("reconnect" if self._start_reconciled else "start")
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("resync failed; trading stays refused, trying again")
+                    await asyncio.sleep(1.0)
+                    continue
+                marks = self._health_marks() if up else marks
+                need = not up
+
+    async def _reconcile_loop(self) -> None:
+        assert self.executor is not None and self.reconciler is not None
+        while True:
+            await asyncio.sleep(self.reconcile_interval_s)
+            ex = self.executor
+            if ex.stopping or not all(ex.venue_up.values()):
+                continue
+            try:
+                async with self._reconcile_lock:
+                    report = await self.reconciler.periodic(set(self._inflight))
+                self.reconcile_reports.append(report)
+                if not report.ok:
+                    log.error("reconciliation: %s", _summary(report))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("periodic reconciliation failed")
 
     def _record_kalshi(self, raw: str, recv_ts_ns: int) -> None:
         if self.capture is not None:
@@ -308,6 +573,15 @@ class ArbitrageMonitor:
         return lambda s, v, o: self._view(v)(s, o)
 
     async def stop(self) -> None:
+        """Stop means stop: no execution starts once this begins; running ones get a bound
+        derived from the config's timeouts; no order of ours is left working (cancelled
+        and confirmed); then the gateways stop; the journal is flushed and closed last."""
+        if self.executor is not None:
+            self.executor.stopping = True  # first: gateway callbacks keep deciding
+        await self._teardown()
+
+    async def _teardown(self) -> None:
+        ex = self.executor
         for t in self._subscribers + self._tasks:
             t.cancel()
         for t in self._subscribers + self._tasks:
@@ -315,8 +589,20 @@ class ArbitrageMonitor:
                 await t
         self._tasks.clear()
         self._subscribers.clear()
-        if self._exec_tasks:  # let running executions finish (they journal as they go)
-            await asyncio.wait(self._exec_tasks, timeout=10)
+        if self._exec_tasks:
+            bound = execution_bound_s(self.config) + self.stop_grace_s
+            _, pending = await asyncio.wait(set(self._exec_tasks), timeout=bound)
+            if pending and ex is not None:
+                ex.kill(
+                    f"stop: {len(pending)} executions still running after {bound:.1f} s; "
+                    "their journal rows are left for reconciliation at the next start"
+                )
+                for t in pending:
+                    t.cancel()
+                await asyncio.wait(pending, timeout=5.0)
+        if ex is not None and self.reconciler is not None:
+            with contextlib.suppress(Exception):
+                await self._cancel_working()
         if self.kalshi_ws is not None:
             await self.kalshi_ws.stop()
         gw, self.ibkr_gw = self.ibkr_gw, None
@@ -324,15 +610,50 @@ class ArbitrageMonitor:
             await gw.stop()
         if self.kalshi_rest is not None:
             await self.kalshi_rest.aclose()
-        if self.executor is not None and self.db is not None:
+        if ex is not None and self.db is not None and self.db.is_open:
             await self._write_positions()
         if self.capture is not None:
             await self.capture.close()
         if self.writer is not None:
             await self.writer.stop()
         if self.db is not None:
-            await self.db.close()
+            await self.db.close()  # last: nothing above writes to it any more
+        for lock in reversed(self._locks):
+            with contextlib.suppress(Exception):
+                lock.release()
+        self._locks.clear()
+        self._ibkr_locked = False
         self._started = False
+
+    async def _cancel_working(self) -> None:
+        """No order of ours is left working: cancel and confirm each one (halt if not)."""
+        assert self.executor is not None and self.reconciler is not None
+        ex, rc = self.executor, self.reconciler
+        prefix = rc.config.id_prefix
+        targets: list[tuple[Venue, VenueOrderClient, str]] = []
+        for venue, client in rc.clients.items():
+            fn = getattr(client, "open_orders", None)
+            if fn is None:
+                continue
+            try:
+                working = await asyncio.wait_for(fn(), rc.config.read_timeout_s)
+            except (TimeoutError, OSError, Exception) as exc:
+                ex.kill(f"stop: cannot list {venue.value} working orders: {exc}")
+                continue
+            targets += [
+                (venue, client, o.client_order_id)
+                for o in working
+                if o.client_order_id.startswith(prefix) and not o.state.terminal
+            ]
+        for rec in ex.completed:
+            for o in rec.orders:
+                if not o.state.terminal and o.state.value != "unknown":
+                    targets.append((o.venue, rc.clients[o.venue], o.client_order_id))
+        for venue, client, coid in dict.fromkeys(targets):
+            done = await rc._cancel_confirmed(client, coid)
+            if done is None:
+                ex.kill(f"stop: {venue.value} order {coid} still working, cancel not confirmed")
+                log.error("stop: %s order %s still working after cancel", venue.value, coid)
 
     async def __aenter__(self) -> ArbitrageMonitor:
         await self.start()
@@ -402,6 +723,7 @@ class ArbitrageMonitor:
         )
         if isinstance(got, Reservation):
             got.opportunity_id = oid
+            self._inflight[got.execution_id] = opp.symbol
             task = asyncio.get_running_loop().create_task(self._execute(got))
             self._exec_tasks.add(task)
             task.add_done_callback(self._exec_tasks.discard)
@@ -412,7 +734,10 @@ class ArbitrageMonitor:
 
     async def _execute(self, res: Reservation) -> None:
         assert self.executor is not None
-        ex = await self.executor.run(res)
+        try:
+            ex = await self.executor.run(res)
+        finally:
+            self._inflight.pop(res.execution_id, None)
         s = ex.stages_ns
         lat = self.latency
         if "leg1_submit" in s:
@@ -438,9 +763,14 @@ class ArbitrageMonitor:
         return None
 
     async def _write_positions(self) -> None:
+        """The executor's positions into the journal's ``positions`` table (rows the
+        executor no longer holds are written as 0, not left stale)."""
         assert self.executor is not None and self.db is not None
         now = self.clock()
-        for (symbol, venue, outcome), qty in list(self.executor.state.positions.items()):
+        held = dict(self.executor.state.positions)
+        for row in await self.db.positions():
+            held.setdefault((row.symbol, row.venue, row.outcome), Qty(0))
+        for (symbol, venue, outcome), qty in held.items():
             await self.db.set_position(symbol, venue, outcome, qty, Money(0), now)
 
     # ------------------------------------------------------------ periodic tasks ---
@@ -627,3 +957,15 @@ class ArbitrageMonitor:
         task = asyncio.get_running_loop().create_task(loop(), name="arbkit-subscriber")
         self._subscribers.append(task)
         return task
+
+
+def _summary(r: ReconcileReport) -> str:
+    parts = [f"{r.kind}: {'ok' if r.ok else 'HALTED: ' + r.halt_reason}"]
+    if r.executions_checked:
+        parts.append(f"{r.executions_checked} executions settled")
+    if r.corrections:
+        parts.append(f"{len(r.corrections)} corrections")
+    if r.suspected:
+        parts.append("suspected: " + "; ".join(map(str, r.suspected)))
+    parts += r.notes
+    return ", ".join(parts)

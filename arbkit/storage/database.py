@@ -37,7 +37,14 @@ from typing import Any
 
 import aiosqlite
 
-from arbkit.execution.journal import ExecState, ExecutionRecord, Journal, Leg, LegOrderRecord
+from arbkit.execution.journal import (
+    AuditRecord,
+    ExecState,
+    ExecutionRecord,
+    Journal,
+    Leg,
+    LegOrderRecord,
+)
 from arbkit.execution.venue import OrderState
 from arbkit.model import Mode, Money, Opportunity, Outcome, Price, Qty, Venue
 from arbkit.storage.records import DECISIONS, DbSummary, PositionRow, SpreadSample, WriterStats
@@ -600,6 +607,37 @@ class Database:
         async with self._lock:
             found = await self._executions(self._conn(), "WHERE execution_id = ?", (execution_id,))
         return found[0] if found else None
+
+    # -- audit (durable, append-only)
+
+    async def record_audit(self, row: AuditRecord) -> None:
+        """Append one reconciliation correction (committed and fsynced on return)."""
+        async with self._txn() as conn:
+            await conn.execute(
+                "INSERT INTO audit (ts_ns, execution_id, client_order_id, field, old, new, "
+                "reason, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.ts_ns,
+                    row.execution_id,
+                    row.client_order_id,
+                    row.field,
+                    row.old,
+                    row.new,
+                    row.reason,
+                    row.source,
+                ),
+            )
+
+    async def audit_rows(self, execution_id: str | None = None) -> list[AuditRecord]:
+        """Audit rows in the order written (all, or one execution's)."""
+        where, params = ("WHERE execution_id = ?", (execution_id,)) if execution_id else ("", ())
+        async with self._lock:
+            rows = await self._conn().execute_fetchall(
+                "SELECT ts_ns, execution_id, client_order_id, field, old, new, reason, source "
+                f"FROM audit {where} ORDER BY id",
+                params,
+            )
+        return [AuditRecord(*r) for r in rows]
 
     # -- positions (durable, like the journal)
 

@@ -255,10 +255,35 @@ _VIEW_EXTRA_V1: dict[str, tuple[str, ...]] = {
 
 _VIEWS_V1 = tuple(_view(t, cols, _VIEW_EXTRA_V1.get(t, ())) for t, cols in _VIEW_COLUMNS_V1.items())
 
+# v2: the reconciliation audit trail. Append-only: every correction of the journal by
+# venue truth (and every halt reconciliation called) is one row saying what changed,
+# from what, to what, and why.
+_AUDIT_V2 = (
+    """
+    CREATE TABLE audit (
+        id              INTEGER PRIMARY KEY,
+        ts_ns           INTEGER NOT NULL,
+        execution_id    TEXT    NOT NULL DEFAULT '',
+        client_order_id TEXT    NOT NULL DEFAULT '',
+        field           TEXT    NOT NULL,
+        old             TEXT    NOT NULL DEFAULT '',
+        new             TEXT    NOT NULL DEFAULT '',
+        reason          TEXT    NOT NULL,
+        source          TEXT    NOT NULL
+    ) STRICT
+    """,
+    "CREATE INDEX audit_ts ON audit (ts_ns)",
+    "CREATE INDEX audit_execution ON audit (execution_id)",
+    _view("audit", ["ts_ns"]),
+)
+
 # MIGRATIONS[i]: statements that take user_version i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_TABLES_V1 + _VIEWS_V1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_TABLES_V1 + _VIEWS_V1, _AUDIT_V2)
 SCHEMA_VERSION = len(MIGRATIONS)
+# The analysis tables (exported, summarised, mirrored as DuckDB views). The audit trail is
+# a journal table of its own, not (yet) part of analysis exports.
 TABLES = ("opportunities", "spreads", "arb_executions", "executions", "positions")
+AUDIT_TABLE = "audit"
 
 
 # ------------------------------------------------------------------ DuckDB --------
