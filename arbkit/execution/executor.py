@@ -19,18 +19,17 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from arbkit.arbitrage.fee_model import FeeModel
 from arbkit.config.execution_loader import ExecutionConfig
-from arbkit.config.loader import SymbolMap, SymbolSpec
+from arbkit.config.loader import SymbolMap
 from arbkit.execution import risk
 from arbkit.execution.journal import (
     ExecState,
     ExecutionRecord,
     Journal,
     Leg,
-    LegOrderRecord,
 )
 from arbkit.execution.machine import (
     Answered,
@@ -59,6 +58,7 @@ from arbkit.execution.machine import (
     TimerFired,
     client_order_id,
 )
+from arbkit.execution.reconcile import ReconcileConfig, Reconciler, ReconcileReport
 from arbkit.execution.venue import (
     Fill,
     OrderExists,
@@ -112,16 +112,6 @@ class Reservation:
     need: dict[Venue, int]
     decided_ns: int
     opportunity_id: int | None = None
-
-
-@dataclass(slots=True)
-class ReconcileReport:
-    executions_checked: int = 0
-    orders_found: int = 0
-    orders_missing: int = 0
-    residual_contracts: dict[str, int] = field(default_factory=dict)
-    kill_switch: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 class Executor:
@@ -515,107 +505,21 @@ class Executor:
             self.on_update(ex)
 
     # ----------------------------------------------------------- reconciliation ---
-    def _reconciled_state(self, ex: ExecutionRecord) -> ExecState:
-        return _reconciled_state_of(ex, self.symbols.symbols[ex.symbol])
-
-    async def _lookup(self, client: VenueOrderClient, coid: str) -> tuple[bool, OrderResult | None]:
-        """(venue answered, result). None counts as absent only after
-        ``status_max_misses`` misses spanning ``status_lag_tolerance_ms``: reads lag writes."""
-        p = self.config.execution
-        misses = 0
-        loop = asyncio.get_running_loop()
-        first_miss = 0.0
-        answered = False
-        for _ in range(p.status_max_misses * 4 + 8):
-            try:
-                got = await asyncio.wait_for(client.order_status(coid), _READ_S)
-            except (TimeoutError, VenueError, OSError) as exc:
-                log.warning("status of %s unknown: %s", coid, exc)
-                await asyncio.sleep(p.status_poll_ms / 1000)
-                continue
-            answered = True
-            if got is not None:
-                return True, got
-            misses += 1
-            if misses == 1:
-                first_miss = loop.time()
-            if (
-                misses >= p.status_max_misses
-                and (loop.time() - first_miss) * 1000 >= p.status_lag_tolerance_ms
-            ):
-                return True, None
-            await asyncio.sleep(p.status_poll_ms / 1000)
-        return answered and misses > 0 and False, None
-
     async def reconcile(self) -> ReconcileReport:
-        """At start: settle every non-terminal journaled execution by client order id,
-        compare positions with the venues, and put the kill switch on for exposure."""
-        report = ReconcileReport()
-        for ex in await self.journal.open_executions():
-            report.executions_checked += 1
-            for rec in ex.orders:
-                client = self._client(rec.venue)
-                seen, res = await self._lookup(client, rec.client_order_id)
-                if not seen:
-                    rec.state = OrderState.UNKNOWN
-                    report.notes.append(f"{rec.client_order_id}: venue unreachable")
-                elif res is None:
-                    report.orders_missing += 1  # absent over the lag window: never landed
-                    rec.state = OrderState.REJECTED
-                    rec.reason = rec.reason or "not found at venue after restart"
-                else:
-                    report.orders_found += 1
-                    if not res.state.terminal:
-                        try:
-                            res = await client.cancel(rec.client_order_id, 2.0)
-                        except (TimeoutError, VenueError, OSError) as exc:
-                            report.notes.append(f"{rec.client_order_id}: cancel failed: {exc}")
-                    _absorb(rec, res)
-                await self.journal.record_order(rec)
-            ex.state = self._reconciled_state(ex)
-            ex.error = "reconciled after restart"
-            if ex.state is ExecState.UNHEDGED:
-                self.kill(f"{ex.execution_id}: exposure or unknown orders after restart")
-            await self._save(ex)
-        # Positions: the venues are the truth.
-        self.state.positions.clear()
-        for venue, client in ((Venue.KALSHI, self.kalshi), (Venue.IBKR, self.ibkr)):
-            for (symbol, outcome), q in (await client.positions()).items():
-                self.state.positions[(symbol, venue, outcome)] = q
-        for name, spec in self.symbols.symbols.items():
-            r = risk.residual_exposure(spec, self.state.positions)
-            if r:
-                report.residual_contracts[name] = r // QTY_SCALE
-        if report.residual_contracts:
-            report.kill_switch = True
-            self.kill(f"unhedged exposure found at start: {report.residual_contracts}")
-        return report
-
-
-def _absorb(rec: LegOrderRecord, res: OrderResult) -> None:
-    """A venue answer into the journal row (reconciliation: the venue is the truth)."""
-    rec.state = res.state if res.state.terminal else OrderState.UNKNOWN
-    rec.venue_order_id = res.venue_order_id or rec.venue_order_id
-    rec.filled_qty = res.filled_qty
-    rec.filled_cost = res.filled_cost
-    rec.fees = res.fees
-    rec.acked_ns = rec.acked_ns or res.ack_ts_ns
-
-
-def _reconciled_state_of(ex: ExecutionRecord, spec: SymbolSpec) -> ExecState:
-    """FAILED only when nothing filled; an unknown order or the execution's own fills
-    left unmatched make it UNHEDGED (a human looks); otherwise DONE or HEDGED."""
-    own: dict[tuple[str, Venue, Outcome], Qty] = {}
-    for o in ex.orders:
-        own[(o.symbol, o.venue, o.outcome)] = Qty(
-            own.get((o.symbol, o.venue, o.outcome), 0) + o.filled_qty
+        """At start: settle every non-terminal journaled execution by client order id
+        (lag-tolerant: one miss is never proof), cancel our live orders, load the venues'
+        positions and put the kill switch on for exposure. The monitor drives the same
+        :class:`Reconciler` with its periodic passes."""
+        rc = Reconciler(
+            {Venue.KALSHI: self.kalshi, Venue.IBKR: self.ibkr},
+            self.journal,
+            self.symbols.symbols,
+            self.state.positions,
+            halt=self.kill,
+            clock=self.clock,
+            config=ReconcileConfig.from_params(self.config.execution, f"{self.id_prefix}-"),
         )
-    if any(o.state is OrderState.UNKNOWN for o in ex.orders) or risk.residual_exposure(spec, own):
-        return ExecState.UNHEDGED
-    if not any(own.values()):
-        return ExecState.FAILED
-    hedged = any(o.leg is Leg.HEDGE and o.filled_qty for o in ex.orders)
-    return ExecState.HEDGED if hedged else ExecState.DONE
+        return await rc.at_start()
 
 
 def ibkr_order_ok(price: int, qty: int) -> tuple[bool, str]:

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from arbkit.config.execution_loader import ExecutionParams
 from arbkit.config.loader import SymbolSpec
 from arbkit.execution import risk
 from arbkit.execution.journal import (
@@ -60,6 +61,16 @@ class ReconcileConfig:
     cancel_confirm_s: float = 5.0  # a cancelled order must read terminal within this
     confirm_passes: int = 2  # runtime mismatches must persist this many passes
     id_prefix: str = "ak-"  # client order ids arbkit creates start with this
+
+    @classmethod
+    def from_params(cls, p: ExecutionParams, id_prefix: str = "ak-") -> ReconcileConfig:
+        """The executor's lag tolerance, so start-up and runtime lookups agree."""
+        return cls(
+            misses=p.status_max_misses,
+            miss_window_s=p.status_lag_tolerance_ms / 1000,
+            cancel_confirm_s=p.cancel_confirm_ms / 1000,
+            id_prefix=id_prefix,
+        )
 
 
 # ------------------------------------------------------------------ findings ---

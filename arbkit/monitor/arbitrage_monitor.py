@@ -31,6 +31,7 @@ from arbkit.config.execution_loader import ExecutionConfig, check_live_allowed
 from arbkit.config.loader import SymbolMap
 from arbkit.execution.executor import Decision, Executor, Reservation
 from arbkit.execution.journal import ExecutionRecord, Journal, MemoryJournal
+from arbkit.execution.machine import execution_bound_ms
 from arbkit.execution.paper import PaperVenue
 from arbkit.execution.reconcile import ReconcileConfig, Reconciler, ReconcileReport
 from arbkit.execution.venue import VenueOrderClient
@@ -81,27 +82,6 @@ def account_lock_path(directory: Path, venue: Venue, account: str) -> Path:
     """One lock file per venue account, named from a hash (the id itself is not written)."""
     digest = hashlib.sha256(f"arbkit|{venue.value}|{account}".encode()).hexdigest()[:32]
     return directory / f"account-{venue.value}-{digest}.lock"
-
-
-def execution_bound_s(config: ExecutionConfig, *, ibkr_cancel_s: float = 5.0) -> float:
-    """Worst case for one running execution to end, from the config's timeouts: per order a
-    send and one resend (each its timeout + 2 s slack), two status resolutions (3 reads ×
-    2 s + backoff), one cancel; leg 1 + leg 2 (+ the IBKR cancel wait) + the hedge ladder
-    (bounded by ``hedge_max_ms``, plus one order in flight when it expires)."""
-    e = config.execution
-    resolve = 3 * 2.0 + 0.3
-
-    def order(timeout_ms: int) -> float:
-        t = timeout_ms / 1000
-        return 2 * (t + 2.0) + 2 * resolve + t
-
-    return (
-        order(e.leg1_timeout_ms)
-        + order(e.leg2_timeout_ms)
-        + ibkr_cancel_s
-        + e.hedge_max_ms / 1000
-        + order(e.leg1_timeout_ms)
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +207,7 @@ class ArbitrageMonitor:
         self.capture: CaptureWriter | None = None
         self.kalshi_ws: KalshiWebSocket | None = None
         self.kalshi_rest: KalshiRestClient | None = None
+        self.kalshi_orders: KalshiOrderClient | None = None  # live only (user stream)
         self.ibkr_gw: IbkrGateway | None = None
         self.executor: Executor | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -351,7 +332,7 @@ class ArbitrageMonitor:
         if live:
             # No trading until both venues are connected, synced and reconciled.
             self.executor.venue_up = {Venue.KALSHI: False, Venue.IBKR: False}
-            cfg = self.reconcile_config or ReconcileConfig()
+            cfg = self.reconcile_config or ReconcileConfig.from_params(self.config.execution)
             self.reconciler = Reconciler(
                 {Venue.KALSHI: kalshi_client, Venue.IBKR: ibkr_client},
                 journal,
@@ -372,6 +353,11 @@ class ArbitrageMonitor:
         if live:
             with contextlib.suppress(TimeoutError):
                 await self.kalshi_ws.wait_connected(self.venue_connect_timeout_s)
+            if self.kalshi_orders is not None:
+                try:  # the stream reconnects by itself; "up" waits for it
+                    await self.kalshi_orders.start_stream(self.venue_connect_timeout_s)
+                except TimeoutError:
+                    log.error("Kalshi user stream not subscribed at start; trading waits")
             if self._ibkr_alive():
                 self._lock_ibkr_account()
             if self._kalshi_alive() and self._ibkr_alive():
@@ -408,10 +394,11 @@ class ArbitrageMonitor:
         self._ibkr_locked = True
 
     # ----------------------------------------------------------- reconciliation ---
-    def _health_marks(self) -> tuple[int, int]:
+    def _health_marks(self) -> tuple[int, int, int]:
         k = self.kalshi_ws.health.reconnects if self.kalshi_ws is not None else 0
         i = self.ibkr_gw.health.reconnects if self.ibkr_gw is not None else 0
-        return k, i
+        stream = self.kalshi_orders.stream if self.kalshi_orders is not None else None
+        return k, i, stream.reconnects if stream is not None else 0
 
     async def _resync(self, why: str) -> bool:
         """Sync both venues' clients (``client.sync()`` where a client has one), reconcile,
@@ -529,9 +516,11 @@ class ArbitrageMonitor:
             self.kalshi_rest = KalshiRestClient(ke.rest_url, ke.auth)
             symbol_to_ticker = {n: s.kalshi_ticker for n, s in self.symbol_map.symbols.items()}
             assert self.ibkr_gw is not None
-            return KalshiOrderClient(self.kalshi_rest, symbol_to_ticker), IbkrOrderClient(
-                self.ibkr_gw
+            # fills and order updates come from the user stream (fill / user_orders)
+            self.kalshi_orders = KalshiOrderClient(
+                self.kalshi_rest, symbol_to_ticker, ws_url=ke.ws_url
             )
+            return self.kalshi_orders, IbkrOrderClient(self.ibkr_gw)
         fees = FeeModel(self.config.fees)
         series = {n: s.kalshi_series for n, s in self.symbol_map.symbols.items()}
         latency = self.config.paper.latency_ms
@@ -590,7 +579,7 @@ class ArbitrageMonitor:
         self._tasks.clear()
         self._subscribers.clear()
         if self._exec_tasks:
-            bound = execution_bound_s(self.config) + self.stop_grace_s
+            bound = execution_bound_ms(self.config.execution) / 1000 + self.stop_grace_s
             _, pending = await asyncio.wait(set(self._exec_tasks), timeout=bound)
             if pending and ex is not None:
                 ex.kill(
@@ -608,6 +597,9 @@ class ArbitrageMonitor:
         gw, self.ibkr_gw = self.ibkr_gw, None
         if gw is not None:
             await gw.stop()
+        if self.kalshi_orders is not None:
+            await self.kalshi_orders.stop_stream()
+            self.kalshi_orders = None
         if self.kalshi_rest is not None:
             await self.kalshi_rest.aclose()
         if ex is not None and self.db is not None and self.db.is_open:
@@ -801,7 +793,13 @@ class ArbitrageMonitor:
                 self._episode_end(end)
 
     def _kalshi_alive(self) -> bool:
-        return self.kalshi_ws is not None and self.kalshi_ws.health.connected
+        """Market data AND (live) the user stream: without it a fill could go unseen."""
+        orders = self.kalshi_orders
+        return (
+            self.kalshi_ws is not None
+            and self.kalshi_ws.health.connected
+            and (orders is None or orders.stream_connected)
+        )
 
     def _ibkr_alive(self) -> bool:
         return self.ibkr_gw is not None and self.ibkr_gw.connected

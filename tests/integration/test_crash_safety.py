@@ -152,7 +152,7 @@ async def test_sigkill_at_step_then_reconcile(
         assert got == truth
         residual = residual_exposure(rig.sm.symbols[SYMBOL], rig.executor.state.positions)
         assert bool(residual) is exposed, (kill_at, residual, truth)
-        assert report.kill_switch is exposed and rig.executor.state.kill_switch is exposed
+        assert report.halted is exposed and rig.executor.state.kill_switch is exposed
         if exposed:
             assert report.residual_contracts == {SYMBOL: residual // 100}
         nothing_sent = kill_at == "intent"
@@ -169,7 +169,7 @@ async def test_sigkill_at_step_then_reconcile(
         if kill_at == "never":
             assert ex.state is ExecState.DONE and report.executions_checked == 0
         print(f"\nCRASH {kill_at} hedge={hedge}: state={ex.state.value} "
-              f"residual={residual // 100} kill_switch={report.kill_switch}")  # fmt: skip
+              f"residual={residual // 100} kill_switch={report.halted}")  # fmt: skip
     finally:
         await rig.stop()
 
