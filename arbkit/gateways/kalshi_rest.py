@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,6 +45,7 @@ from arbkit.model import (
 
 log = logging.getLogger(__name__)
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OUTCOMES = {"yes": Outcome.YES, "no": Outcome.NO}
 _BOOK_SIDE_OUTCOME = {"bid": Outcome.YES, "ask": Outcome.NO}
 
@@ -125,7 +126,8 @@ def _quote(v: object, key: str) -> Price:
 def _time(v: object) -> datetime | None:
     if not isinstance(v, str) or not v:
         return None
-    return datetime.fromisoformat(v.replace("Z", "+00:00"))
+    t = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)  # Kalshi times are UTC
 
 
 # ----------------------------------------------------------------- typed results -------
@@ -245,12 +247,16 @@ class KalshiFill:
             outcome = outcome.opposite
         ts = d.get("ts")
         created = _time(d.get("created_time"))
+        # the most precise stamp first: ``ts`` is whole seconds, which would put a fill
+        # before an instant inside the same second (reconciliation compares them)
         if type(d.get("ts_ms")) is int:
             ts_ns = d["ts_ms"] * 1_000_000
+        elif created is not None:
+            ts_ns = (created - _EPOCH) // timedelta(microseconds=1) * 1_000
         elif type(ts) is int:
             ts_ns = ts * 1_000_000_000
         else:
-            ts_ns = int(created.timestamp() * 1e9) if created else 0
+            ts_ns = 0
         yes = _price(d, "yes_price_dollars", "yes_price")
         no_v = d.get("no_price_dollars")
         return cls(

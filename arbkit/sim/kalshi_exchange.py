@@ -173,6 +173,7 @@ class Faults:
     lose_responses: list[str] = field(default_factory=list)  # "hang" | "reset", per create
     hang_s: float = 30.0  # how long a "hang" holds the response (or until stop)
     duplicate_fill_frames: int = 0  # the next N fill frames are each sent twice
+    private_delay_ms: int = 0  # fill / user_order frames leave this much later
 
 
 def leg_key(client_order_id: str) -> str:
@@ -458,6 +459,11 @@ class KalshiExchange:
         """The next ``n`` ``fill`` frames are each delivered twice (same trade_id)."""
         self.faults.duplicate_fill_frames += n
 
+    def delay_private_frames_ms(self, ms: int) -> None:
+        """``fill`` and ``user_order`` frames leave ``ms`` later than the change that caused
+        them (market data is not delayed): the stream lags the write path too."""
+        self.faults.private_delay_ms = max(0, ms)
+
     def set_historical_cutoff(self, ts: datetime | float | None) -> None:
         """Orders canceled/executed and fills made before ``ts`` (datetime or Unix seconds)
         leave ``/portfolio/*`` and are served by ``/historical/orders`` / ``/fills``.
@@ -727,7 +733,12 @@ class KalshiExchange:
             for sub in conn.subs.values():
                 if sub.channel != channel or (sub.tickers and ticker not in sub.tickers):
                     continue
-                self._send(conn, {"type": kind, "sid": sub.sid, "msg": msg})
+                frame = {"type": kind, "sid": sub.sid, "msg": msg}
+                if self.faults.private_delay_ms:
+                    delay_s = self.faults.private_delay_ms / 1000
+                    asyncio.get_running_loop().call_later(delay_s, self._send, conn, frame)
+                else:
+                    self._send(conn, frame)
                 if kind == "fill":
                     self.fill_frames_sent += 1
                 else:

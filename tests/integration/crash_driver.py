@@ -4,6 +4,9 @@ SIGKILL this process right after the step named by ``ARBKIT_KILL_AT``.
 Steps are journal writes (``intent``, ``state:<state>``, ``order:<l1|l2|h>:<submitted|
 result>``) or venue answers not yet journaled (``venue:<l1|l2|h>``: the order exists at
 the venue, the journal does not know its outcome). ``never`` runs to completion.
+With ``ARBKIT_CRASH_PHASE=reconcile`` the driver does not trade: it reconciles the journal
+a killed run left behind and dies at a reconciliation write (``rec:audit`` — the first
+audit row, ``rec:order:<l1|l2|h>:result``, ``rec:state:<state>``).
 Run as ``python crash_driver.py`` with the ARBKIT_CRASH_* variables set (see ``main``).
 """
 
@@ -26,6 +29,8 @@ from arbkit.storage.database import Database
 from tests.integration.rig import Rig
 
 KILL_AT = os.environ.get("ARBKIT_KILL_AT", "never")
+PHASE = os.environ.get("ARBKIT_CRASH_PHASE", "execute")
+PREFIX = "rec:" if PHASE == "reconcile" else ""
 
 
 def leg_code(client_order_id: str) -> str:
@@ -39,6 +44,7 @@ def leg_attempt(client_order_id: str) -> str:
 
 
 def step(name: str) -> None:
+    name = PREFIX + name
     if name == KILL_AT:
         sys.stderr.write(f"crash_driver: SIGKILL at {name}\n")
         sys.stderr.flush()
@@ -70,6 +76,10 @@ class KillingJournal:
         await self.db.record_step(ex, order)
         step(f"state:{ex.state.value}")
         step(f"order:{leg_code(order.client_order_id)}:submitted")
+
+    async def record_audit(self, row: Any) -> None:
+        await self.db.record_audit(row)
+        step("audit")
 
     async def open_executions(self) -> list[ExecutionRecord]:
         return await self.db.open_executions()
@@ -112,6 +122,9 @@ async def run() -> dict[str, Any]:
     await rig.start()
     try:
         assert rig.executor is not None
+        if PHASE == "reconcile":
+            report = await rig.executor.reconcile()
+            return {"state": "reconciled", "halted": report.halted}
         opp = await rig.next_opportunity()
         ex = await rig.executor.execute(opp)
         assert ex is not None

@@ -1,5 +1,6 @@
 """Issue 5 / issue 8 crash safety: an execution runs in a subprocess that is SIGKILLed
-at every step boundary; a restarted executor (same journal, fresh clients) reconciles.
+at every step boundary — and during the reconciliation that follows such a crash; a
+restarted executor (same journal, fresh clients) reconciles.
 
 Asserted for every kill point: every client order id a venue saw is in the journal; no
 id created a second order (Kalshi ``orders_created`` ≤ 1, TWS ``orders_by_ref`` ≤ 1);
@@ -14,7 +15,9 @@ import itertools
 import json
 import os
 import signal
+import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -61,10 +64,13 @@ def _params() -> list[object]:
     ]
 
 
-async def run_driver(venues: Venues, db: Path, kill_at: str, client_id: int) -> int:
+async def run_driver(
+    venues: Venues, db: Path, kill_at: str, client_id: int, phase: str = "execute"
+) -> int:
     env = {
         **os.environ,
         "ARBKIT_KILL_AT": kill_at,
+        "ARBKIT_CRASH_PHASE": phase,
         "ARBKIT_CRASH_REST": venues.exchange.rest_url,
         "ARBKIT_CRASH_WS": venues.exchange.ws_url,
         "ARBKIT_CRASH_KEY_ID": venues.key_id,
@@ -106,7 +112,72 @@ async def test_sigkill_at_step_then_reconcile(
         venues.tws.reject_next_order()
     await run_driver(venues, db, kill_at, client_id)
     await _until(lambda: venues.tws.client_count == 0)  # the dead session is gone
+    await reconcile_and_check(venues, auth, db, client_id, kill_at, hedge, exposed)
 
+
+# (kill point of the execution, leg-2 fault, exposure, kill point of the reconciliation
+# that follows it): the reconciler dies after its first audit row, after correcting an
+# order row, or after settling the execution; the next start must converge all the same.
+RECONCILE_CASES = [
+    ("venue:l1", False, True, "rec:audit"),
+    ("venue:l1", False, True, "rec:order:l1:result"),
+    ("venue:l1", False, True, "rec:state:unhedged"),
+    ("venue:l2", False, False, "rec:audit"),
+    ("venue:l2", False, False, "rec:order:l2:result"),
+    ("venue:l2", False, False, "rec:state:done"),
+    ("venue:h1", True, False, "rec:order:h1:result"),
+    ("venue:h1", True, False, "rec:state:hedged"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kill_at", "hedge", "exposed", "rec_kill_at"),
+    [
+        pytest.param(*c, id=f"{'hedge-' if c[1] else ''}{c[0]}-then-{c[3]}".replace(":", "-"))
+        for c in RECONCILE_CASES
+    ],
+)
+async def test_sigkill_during_reconciliation_then_reconcile(
+    venues: Venues,
+    auth: KalshiAuth,
+    tmp_path: Path,
+    kill_at: str,
+    hedge: bool,
+    exposed: bool,
+    rec_kill_at: str,
+) -> None:
+    """kill -9 during reconciliation itself: a half-written correction is never a
+    third outcome — the next start settles the same execution to the same truth."""
+    db = tmp_path / "journal.sqlite"
+    client_id = next(_client_ids)
+    if hedge:
+        venues.tws.reject_next_order()
+        venues.tws.reject_next_order()
+    await run_driver(venues, db, kill_at, client_id)
+    await _until(lambda: venues.tws.client_count == 0)
+    await run_driver(venues, db, rec_kill_at, client_id, phase="reconcile")
+    await _until(lambda: venues.tws.client_count == 0)
+    await reconcile_and_check(venues, auth, db, client_id, kill_at, hedge, exposed)
+    # the correction the killed pass began is on record
+    fields = rows(db, "SELECT field, new FROM audit WHERE client_order_id != ''")
+    assert ("state", "filled") in fields, fields
+
+
+def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
+    with closing(sqlite3.connect(db)) as c:
+        return list(c.execute(sql))
+
+
+async def reconcile_and_check(
+    venues: Venues,
+    auth: KalshiAuth,
+    db: Path,
+    client_id: int,
+    kill_at: str,
+    hedge: bool,
+    exposed: bool,
+) -> None:
+    """A restarted executor (same journal, fresh clients) reconciles; venue truth holds."""
     rig = Rig(venues.exchange.rest_url, venues.exchange.ws_url, auth, venues.tws.port, db,
               client_id=client_id)  # fmt: skip
     await rig.start()
