@@ -15,6 +15,8 @@ hold — not only what the journal says.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +33,25 @@ from .rig import FX_NO, FX_YES, SYMBOL, TICKER, Venues, default_config, n, symbo
 from .test_monitor_lifecycle import FAST, no_arb, rows, running, until
 
 
-def inverted_map() -> SymbolMap:
-    """Kalshi's YES is the symbol's NO (the same market asked the other way round)."""
+def one_symbol_map(**extra: str) -> SymbolMap:
     return parse_symbol_map(
         {
             "symbols": {
                 SYMBOL: {
                     "kalshi_ticker": TICKER,
-                    "kalshi_yes_is": "no",
+                    "kalshi_yes_is": "yes",
                     "resolution": "2027-06-30",
                     "forecastex": {"yes_con_id": FX_YES, "no_con_id": FX_NO},
+                    **extra,
                 }
             }
         }
     )
+
+
+def inverted_map() -> SymbolMap:
+    """Kalshi's YES is the symbol's NO (the same market asked the other way round)."""
+    return one_symbol_map(kalshi_yes_is="no")
 
 
 def live_monitor(
@@ -196,6 +203,84 @@ async def test_cancel_never_confirmed_halts_unknown_then_late_fill_is_seen(
     assert rows(db, sql) == [("unhedged",)]
     audit = rows(db, "SELECT field, new FROM audit WHERE field LIKE 'position:%'")
     assert (f"position:{SYMBOL}/ibkr/no", str(n(10))) in audit
+
+
+# ------------------------------------------------------------------ finding 8 ---
+@pytest.mark.parametrize("quote", ["gone", "still there"])
+async def test_slow_journal_rechecks_the_quote_before_leg1(
+    venues: Venues, auth: KalshiAuth, tmp_path: Path, quote: str
+) -> None:
+    """Another process holds the SQLite write lock for 1.5 s while the intent is written
+    (max_journal_delay_ms 50). ``gone``: the book moved meanwhile, so leg 1 is never sent.
+    ``still there``: it is sent, and the recorded latency says 1.5 s, not 0.3 ms — the
+    stamp is taken where the bytes leave."""
+    no_arb(venues)
+    async with running(live_monitor(venues, auth, tmp_path)) as mon:
+        await ready(mon)
+        assert mon.executor is not None
+        exe = mon.executor
+        hold = sqlite3.connect(tmp_path / "live.sqlite", isolation_level=None)
+        try:
+            hold.execute("BEGIN IMMEDIATE")  # the write lock: the intent write waits
+            venues.arb_books()
+            await until(lambda: bool(exe._running), 10, "an execution to begin")
+            if quote == "gone":
+                no_arb(venues)
+            await asyncio.sleep(1.5)
+            assert not venues.exchange.order_posts, "leg 1 went out before its intent"
+        finally:
+            hold.execute("COMMIT")
+            hold.close()
+        ex = await one_execution(mon)
+        [l1] = legs(ex, Leg.LEG1)
+        if quote == "gone":
+            assert l1.state is OrderState.REJECTED, l1
+            assert "not sent: quote gone after a" in l1.reason, l1.reason
+            assert not venues.exchange.order_posts
+            assert not mon.kill_switch
+        else:
+            assert ex.state is ExecState.DONE, ex
+            waited_ms = (ex.stages_ns["leg1_submit"] - ex.stages_ns["decided"]) / 1e6
+            assert waited_ms >= 1_400, waited_ms
+    if quote == "gone":
+        assert venues.kalshi_positions() == {} and venues.fx_positions() == {}
+    else:
+        assert venues.kalshi_positions() == {(TICKER, Outcome.YES): n(10)}
+        assert venues.fx_positions() == {FX_NO: 10}
+
+
+# ------------------------------------------------------------------ leg order ---
+@pytest.mark.parametrize("kalshi", ["fills", "refuses once"])
+async def test_forecastex_first_symbol(
+    venues: Venues, auth: KalshiAuth, tmp_path: Path, kalshi: str
+) -> None:
+    """``leg_order = "forecastex_first"``: the ForecastEx IOC goes first, then the Kalshi
+    FOK. When Kalshi refuses the second leg, recovery completes or unwinds: either way
+    the venues end flat (matched pairs only) and trading goes on."""
+    smap = one_symbol_map(leg_order="forecastex_first")
+    no_arb(venues)
+    async with running(live_monitor(venues, auth, tmp_path, smap=smap)) as mon:
+        await ready(mon)
+        if kalshi == "refuses once":
+            venues.exchange.reject_next_order(400, "invalid_order", "refused for the test")
+        venues.arb_books()
+        ex = await one_execution(mon)
+        [first] = legs(ex, Leg.LEG1)
+        [second] = legs(ex, Leg.LEG2)
+        assert first.venue is Venue.IBKR and second.venue is Venue.KALSHI
+        assert first.filled_ns <= second.submitted_ns or not second.submitted_ns
+        if kalshi == "fills":
+            assert ex.state is ExecState.DONE, ex
+        else:
+            assert second.state is OrderState.REJECTED, second
+            assert ex.state in (ExecState.DONE, ExecState.HEDGED), ex
+        assert not mon.kill_switch, mon.executor and mon.executor.state.kill_reason
+    k = venues.kalshi_positions().get((TICKER, Outcome.YES), 0)
+    f = venues.fx_positions()
+    fx_net = (f.get(FX_NO, 0) - f.get(FX_YES, 0)) * 100  # Kalshi YES pairs with FX NO
+    assert k == fx_net, (venues.kalshi_positions(), f)
+    if kalshi == "fills":
+        assert k == n(10)
 
 
 # --------------------------------------------------------------- orientation ---
