@@ -31,7 +31,7 @@ import math
 import sqlite3
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -444,19 +444,28 @@ class Database:
         self._next_opp_id += 1
         return oid
 
-    @contextlib.asynccontextmanager
-    async def _txn(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One durable journal transaction (serialised: the connection is shared)."""
-        async with self._lock:
-            conn = self._conn()
-            await conn.execute("BEGIN IMMEDIATE")
+    async def _write(self, fn: Callable[[sqlite3.Connection], object]) -> None:
+        """One durable journal transaction — ``BEGIN IMMEDIATE``, ``fn``, ``COMMIT`` — in
+        ONE trip to the journal connection's thread (serialised: the connection is shared).
+
+        Each trip to aiosqlite's thread costs an event-loop round trip; statement by
+        statement the intent write took four of them (1.5 ms against a 0.4 ms commit), and
+        it sits on the order path between the decision and leg 1's bytes."""
+        conn = self._conn()
+
+        def txn() -> None:
+            raw: sqlite3.Connection = conn._conn  # aiosqlite's own; used on its own thread
+            raw.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
+                fn(raw)
             except BaseException:
-                if conn.in_transaction:
-                    await conn.execute("ROLLBACK")
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
                 raise
-            await conn.execute("COMMIT")
+            raw.execute("COMMIT")
+
+        async with self._lock:
+            await conn._execute(txn)  # type: ignore[no-untyped-call]
 
     # -- journal (each call committed and fsynced before it returns)
 
@@ -490,25 +499,27 @@ class Database:
             extra,
             *stage_values,
         )
-        async with self._txn() as conn:
+        marks = ", ".join("?" * len(cols))
+        sql = f"INSERT INTO arb_executions ({', '.join(cols)}) VALUES ({marks})"
+        order = _order_params(leg1)
+
+        def write(conn: sqlite3.Connection) -> None:
             try:
-                await conn.execute(
-                    f"INSERT INTO arb_executions ({', '.join(cols)}) "
-                    f"VALUES ({', '.join('?' * len(cols))})",
-                    params,
-                )
+                conn.execute(sql, params)
             except sqlite3.IntegrityError as exc:
                 raise JournalError(
                     f"execution {ex.execution_id!r} refused ({exc}); "
                     "an execution id is never reused"
                 ) from exc
             try:
-                await conn.execute(_INSERT_ORDER, _order_params(leg1))
+                conn.execute(_INSERT_ORDER, order)
             except sqlite3.IntegrityError as exc:
                 raise JournalError(
                     f"order {leg1.client_order_id!r} of {ex.execution_id!r} refused ({exc}); "
                     "a client order id is never reused"
                 ) from exc
+
+        await self._write(write)
 
     async def record_order(self, order: LegOrderRecord) -> None:
         """Insert or update one order by ``client_order_id`` (before it is sent, and after).
@@ -517,19 +528,21 @@ class Database:
         must match what is recorded. Unknown values (0 timestamps, '' ids/reasons) keep
         what was recorded.
         """
-        async with self._txn() as conn:
-            await self._upsert_order(conn, order)
+        await self._write(lambda conn: self._upsert_order(conn, order))
 
     async def record_step(self, ex: ExecutionRecord, order: LegOrderRecord) -> None:
         """State + a new order row in one durable commit (one fsync before leg 2)."""
-        async with self._txn() as conn:
-            await self._update_state(conn, ex)
-            await self._upsert_order(conn, order)
+
+        def write(conn: sqlite3.Connection) -> None:
+            self._update_state(conn, ex)
+            self._upsert_order(conn, order)
+
+        await self._write(write)
 
     @staticmethod
-    async def _upsert_order(conn: aiosqlite.Connection, order: LegOrderRecord) -> None:
+    def _upsert_order(conn: sqlite3.Connection, order: LegOrderRecord) -> None:
         try:
-            cur = await conn.execute(_UPSERT_ORDER, _order_params(order))
+            cur = conn.execute(_UPSERT_ORDER, _order_params(order))
         except sqlite3.IntegrityError as exc:
             raise JournalError(
                 f"order {order.client_order_id!r} of {order.execution_id!r} refused: {exc} "
@@ -548,17 +561,15 @@ class Database:
         A terminal execution never changes state again and nothing returns to ``intent``
         (``JournalError``); stage times once recorded are kept.
         """
-        async with self._txn() as conn:
-            await self._update_state(conn, ex)
+        await self._write(lambda conn: self._update_state(conn, ex))
 
     @staticmethod
-    async def _update_state(conn: aiosqlite.Connection, ex: ExecutionRecord) -> None:
+    def _update_state(conn: sqlite3.Connection, ex: ExecutionRecord) -> None:
         stage_values, extra = _split_stages(ex.stages_ns)
-        row = await _fetchone_or_none(
-            conn,
+        row = conn.execute(
             "SELECT state, stages_extra FROM arb_executions WHERE execution_id = ?",
             (ex.execution_id,),
-        )
+        ).fetchone()
         if row is None:
             raise JournalError(f"execution {ex.execution_id!r} is not journaled")
         current = _STATES[row[0]]
@@ -568,7 +579,7 @@ class Database:
                 "refused (terminal states are final; nothing returns to intent)"
             )
         merged = {**json.loads(row[1]), **json.loads(extra)}
-        await conn.execute(
+        conn.execute(
             "UPDATE arb_executions SET state = ?, updated_ns = ?, opportunity_id = "
             "COALESCE(?, opportunity_id), realized_pnl_e6 = ?, hedge_cost_e6 = ?, "
             "error = ?, stages_extra = ?, "
@@ -612,21 +623,23 @@ class Database:
 
     async def record_audit(self, row: AuditRecord) -> None:
         """Append one reconciliation correction (committed and fsynced on return)."""
-        async with self._txn() as conn:
-            await conn.execute(
+        values = (
+            row.ts_ns,
+            row.execution_id,
+            row.client_order_id,
+            row.field,
+            row.old,
+            row.new,
+            row.reason,
+            row.source,
+        )
+        await self._write(
+            lambda conn: conn.execute(
                 "INSERT INTO audit (ts_ns, execution_id, client_order_id, field, old, new, "
                 "reason, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    row.ts_ns,
-                    row.execution_id,
-                    row.client_order_id,
-                    row.field,
-                    row.old,
-                    row.new,
-                    row.reason,
-                    row.source,
-                ),
+                values,
             )
+        )
 
     async def audit_rows(self, execution_id: str | None = None) -> list[AuditRecord]:
         """Audit rows in the order written (all, or one execution's)."""
@@ -644,14 +657,15 @@ class Database:
     async def set_position(
         self, symbol: str, venue: Venue, outcome: Outcome, qty: Qty, cost: Money, now_ns: int
     ) -> None:
-        async with self._txn() as conn:
-            await conn.execute(
+        await self._write(
+            lambda conn: conn.execute(
                 "INSERT INTO positions (symbol, venue, outcome, qty_e2, cost_e6, updated_ns) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (symbol, venue, outcome) DO UPDATE SET "
                 "qty_e2 = excluded.qty_e2, cost_e6 = excluded.cost_e6, "
                 "updated_ns = excluded.updated_ns",
                 (symbol, venue.value, outcome.value, qty, cost, now_ns),
             )
+        )
 
     async def positions(self) -> list[PositionRow]:
         async with self._lock:
