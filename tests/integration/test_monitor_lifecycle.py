@@ -281,7 +281,8 @@ async def test_stop_under_load_starts_nothing_and_closes_the_journal_last(
     cfg = default_config()
     # several executions may run at once, so the gateways' callbacks can start new ones
     # while stop() waits for the running ones (what the probe saw: 1–2 per round)
-    cfg = replace(cfg, risk=replace(cfg.risk, max_open_executions=3))
+    # (no cooldown: a decision during the wait would be let through by the limits alone)
+    cfg = replace(cfg, risk=replace(cfg.risk, max_open_executions=3, symbol_cooldown_ms=0))
     mon = monitor(venues, auth, db, tmp_path / "l", redecide_ms=20, config=cfg)
     keep_going = True
 
@@ -294,6 +295,7 @@ async def test_stop_under_load_starts_nothing_and_closes_the_journal_last(
     feeder = asyncio.create_task(refill())
     try:
         await until(lambda: mon.counters.executed >= 2, 30, "executions under load")
+        venues.tws.fill_delay_ms = 800  # each leg 2 now takes 0.8 s: stop() must wait
         # stop while one is in flight: the gateways keep deciding during the wait
         await until(lambda: bool(mon._exec_tasks), 30, "an execution in flight")
         venues.tws.never_fill_next_order()  # the running execution waits out its leg 2
