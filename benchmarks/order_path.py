@@ -176,34 +176,17 @@ def run(quick: bool = False) -> list[Figure]:
     if got["kill"]:
         note += f"; kill switch: {got['kill_reason']}"
     budget = f50 + 300  # one durable write + 0.3 ms (issue 11)
-    a, b = lat_us(d2b) if d2b else (float("nan"), float("nan"))
-    figs.append(
-        Figure(
-            "order_path",
-            "decision → Kalshi request bytes (SQLite journal)",
-            "µs",
-            median=a,
-            p99=b,
-            target=f"p50 ≤ fsync + 300 = {budget:,.0f}",
-            met=bool(d2b) and a <= budget,
-            note=note,
-        )
-    )
+
+    def against_budget(name: str, ns: list[int], note: str) -> Figure:
+        a, b = lat_us(ns) if ns else (float("nan"), float("nan"))
+        target = f"p50 ≤ fsync + 300 = {budget:,.0f}"
+        met = bool(ns) and a <= budget
+        return Figure("order_path", name, "µs", median=a, p99=b, target=target, met=met, note=note)
+
+    figs.append(against_budget("decision → Kalshi request bytes (SQLite journal)", d2b, note))
     a2, b2 = lat_us(d2s) if d2s else (float("nan"), float("nan"))
     figs.append(Figure("order_path", "  decision → leg-1 submit stage", "µs", median=a2, p99=b2))
-    a3, b3 = lat_us(l1l2) if l1l2 else (float("nan"), float("nan"))
-    figs.append(
-        Figure(
-            "order_path",
-            "leg-1 fill → leg-2 submit",
-            "µs",
-            median=a3,
-            p99=b3,
-            target=f"p50 ≤ fsync + 300 = {budget:,.0f}",
-            met=bool(l1l2) and a3 <= budget,
-            note=f"{len(l1l2)} leg-2 submits",
-        )
-    )
+    figs.append(against_budget("leg-1 fill → leg-2 submit", l1l2, f"{len(l1l2)} leg-2 submits"))
     figs.append(
         Figure(
             "order_path",

@@ -39,7 +39,8 @@ FX_MARKET = "FF-JUN"
 FX_YES, FX_NO = 731000001, 731000002
 
 
-def symbol_map() -> SymbolMap:
+def symbol_map(**extra: str) -> SymbolMap:
+    """The one test symbol; ``extra`` overrides its keys (``kalshi_yes_is``, ``leg_order``)."""
     return parse_symbol_map(
         {
             "symbols": {
@@ -48,6 +49,7 @@ def symbol_map() -> SymbolMap:
                     "kalshi_yes_is": "yes",
                     "resolution": "2027-06-30",
                     "forecastex": {"yes_con_id": FX_YES, "no_con_id": FX_NO},
+                    **extra,
                 }
             }
         }

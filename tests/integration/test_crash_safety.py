@@ -105,6 +105,12 @@ async def test_sigkill_at_step_then_reconcile(
     venues: Venues, auth: KalshiAuth, tmp_path: Path, kill_at: str, hedge: bool, exposed: bool
 ) -> None:
     db = tmp_path / "journal.sqlite"
+    client_id = await crash_execution(venues, db, kill_at, hedge)
+    await reconcile_and_check(venues, auth, db, client_id, kill_at, hedge, exposed)
+
+
+async def crash_execution(venues: Venues, db: Path, kill_at: str, hedge: bool) -> int:
+    """One execution in a subprocess, SIGKILLed at ``kill_at``; returns its IBKR client id."""
     client_id = next(_client_ids)
     if hedge:
         # leg 2 and the completion attempt are refused: the unwind on Kalshi follows
@@ -112,7 +118,7 @@ async def test_sigkill_at_step_then_reconcile(
         venues.tws.reject_next_order()
     await run_driver(venues, db, kill_at, client_id)
     await _until(lambda: venues.tws.client_count == 0)  # the dead session is gone
-    await reconcile_and_check(venues, auth, db, client_id, kill_at, hedge, exposed)
+    return client_id
 
 
 # (kill point of the execution, leg-2 fault, exposure, kill point of the reconciliation
@@ -149,12 +155,7 @@ async def test_sigkill_during_reconciliation_then_reconcile(
     """kill -9 during reconciliation itself: a half-written correction is never a
     third outcome — the next start settles the same execution to the same truth."""
     db = tmp_path / "journal.sqlite"
-    client_id = next(_client_ids)
-    if hedge:
-        venues.tws.reject_next_order()
-        venues.tws.reject_next_order()
-    await run_driver(venues, db, kill_at, client_id)
-    await _until(lambda: venues.tws.client_count == 0)
+    client_id = await crash_execution(venues, db, kill_at, hedge)
     await run_driver(venues, db, rec_kill_at, client_id, phase="reconcile")
     await _until(lambda: venues.tws.client_count == 0)
     await reconcile_and_check(venues, auth, db, client_id, kill_at, hedge, exposed)

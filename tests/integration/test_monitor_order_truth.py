@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from arbkit.config.loader import SymbolMap, parse_symbol_map
+from arbkit.config.loader import SymbolMap
 from arbkit.execution.journal import ExecState, ExecutionRecord, Leg
 from arbkit.execution.venue import OrderState
 from arbkit.gateways.kalshi_auth import KalshiAuth
@@ -33,25 +33,9 @@ from .rig import FX_NO, FX_YES, SYMBOL, TICKER, Venues, default_config, n, symbo
 from .test_monitor_lifecycle import FAST, no_arb, rows, running, until
 
 
-def one_symbol_map(**extra: str) -> SymbolMap:
-    return parse_symbol_map(
-        {
-            "symbols": {
-                SYMBOL: {
-                    "kalshi_ticker": TICKER,
-                    "kalshi_yes_is": "yes",
-                    "resolution": "2027-06-30",
-                    "forecastex": {"yes_con_id": FX_YES, "no_con_id": FX_NO},
-                    **extra,
-                }
-            }
-        }
-    )
-
-
 def inverted_map() -> SymbolMap:
     """Kalshi's YES is the symbol's NO (the same market asked the other way round)."""
-    return one_symbol_map(kalshi_yes_is="no")
+    return symbol_map(kalshi_yes_is="no")
 
 
 def live_monitor(
@@ -257,7 +241,7 @@ async def test_forecastex_first_symbol(
     """``leg_order = "forecastex_first"``: the ForecastEx IOC goes first, then the Kalshi
     FOK. When Kalshi refuses the second leg, recovery completes or unwinds: either way
     the venues end flat (matched pairs only) and trading goes on."""
-    smap = one_symbol_map(leg_order="forecastex_first")
+    smap = symbol_map(leg_order="forecastex_first")
     no_arb(venues)
     async with running(live_monitor(venues, auth, tmp_path, smap=smap)) as mon:
         await ready(mon)

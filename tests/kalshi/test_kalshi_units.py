@@ -151,6 +151,30 @@ def test_legacy_and_current_order_shapes() -> None:
     )
 
 
+def test_fill_time_prefers_the_precise_stamp() -> None:
+    """``ts`` is whole seconds: a fill at 12.75 s must not sort before 12.5 s (reconciliation
+    filters fills by time), so ``ts_ms`` wins, then ``created_time`` (µs), then ``ts``."""
+    base = {
+        "trade_id": "t",
+        "order_id": "o",
+        "ticker": "T",
+        "outcome_side": "yes",
+        "book_side": "bid",
+        "count_fp": "1.00",
+        "yes_price_dollars": "0.4100",
+        "no_price_dollars": "0.5900",
+        "fee_cost": "0.0100",
+    }
+    created = {**base, "ts": 1700000012, "created_time": "2023-11-14T22:13:32.750001Z"}
+    assert KalshiFill.from_json(created).ts_ns == 1700000012_750001_000
+    naive = {**base, "created_time": "2023-11-14T22:13:32.750001"}  # no zone: UTC
+    assert KalshiFill.from_json(naive).ts_ns == 1700000012_750001_000
+    assert KalshiFill.from_json({**created, "ts_ms": 1700000012_760}).ts_ns == (
+        1700000012_760_000_000
+    )
+    assert KalshiFill.from_json({**base, "ts": 1700000012}).ts_ns == 1700000012 * 10**9
+
+
 def test_fill_balance_orderbook_shapes() -> None:
     f = KalshiFill.from_json(
         {
