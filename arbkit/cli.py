@@ -381,6 +381,50 @@ def _export(args: argparse.Namespace) -> int:
     return export_main(Path(args.db), Path(args.out) if args.out else None, print)
 
 
+# ------------------------------------------------------------------------ state ---
+async def _state(args: argparse.Namespace) -> int:
+    """Show the persisted trading state, or change it as the user (``--resume`` lifts a
+    halt, ``--halt`` sets one). Refused while a monitor holds the database: a running
+    monitor is changed from its own API (notebook button, ``monitor.reset_kill_switch``)."""
+    from filelock import FileLock
+    from filelock import Timeout as LockTimeout
+
+    from arbkit.storage.database import Database
+    from arbkit.storage.records import TradingStateRow
+
+    path = _need_db(args.db)
+    change = (
+        ("active", args.resume) if args.resume else ("halted", args.halt) if args.halt else None
+    )
+    lock = FileLock(f"{path}.lock")
+    if change is not None:
+        try:
+            lock.acquire(timeout=0)
+        except LockTimeout:
+            raise CliError(
+                f"{path} is in use by a running monitor; change its state from the monitor "
+                "(dashboard button or monitor.reset_kill_switch()), or stop it first"
+            ) from None
+    try:
+        async with Database(path) as db:
+            rows = await db.trading_state_rows(limit=10)
+            current = rows[-1].to_state if rows else "active"
+            if change is not None and change[0] != current:
+                row = TradingStateRow(time.time_ns(), current, change[0], change[1], "user")
+                await db.record_trading_state(row)
+                rows.append(row)
+                current = change[0]
+    finally:
+        if lock.is_locked:
+            lock.release()
+    why = rows[-1].reason if rows and current != "active" else ""
+    print(f"trading state: {current}" + (f" ({why})" if why else ""))
+    for r in rows[-5:]:
+        at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.ts_ns // 1_000_000_000))
+        print(f"  {at}Z  {r.from_state} -> {r.to_state}  by {r.actor}: {r.reason}")
+    return 0
+
+
 # ---------------------------------------------------------------------- parser ---
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -527,6 +571,14 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="summarise the database with DuckDB")
     a.add_argument("--db", default=str(DEFAULT_DB))
 
+    st = sub.add_parser(
+        "state", help="show the persisted trading state; --resume lifts a halt (as the user)"
+    )
+    st.add_argument("--db", default=str(DEFAULT_DB))
+    act = st.add_mutually_exclusive_group()
+    act.add_argument("--resume", metavar="REASON", help="lift halted/reducing, saying why")
+    act.add_argument("--halt", metavar="REASON", help="halt trading, saying why")
+
     e = sub.add_parser("export", help="export the database for large-history analysis")
     e.add_argument("format", choices=["parquet"])
     e.add_argument("--db", default=str(DEFAULT_DB))
@@ -559,6 +611,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _analyze(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "state":
+            return asyncio.run(_state(args))
     except (CliError, ConfigError, ConversionError, FileNotFoundError) as exc:
         print(f"arbkit {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -51,6 +51,18 @@ class RiskLimits:
     symbol_cooldown_ms: int = kind("int", 1_000)
     max_daily_realized_loss_usd: int = kind("usd", 100_000_000)
     max_consecutive_failures: int = kind("int", 3)
+    # The trading day realized loss counts over: from hh:mm (24 h clock) in this zone.
+    trading_day_tz: str = kind("str", "America/New_York")
+    trading_day_start_hhmm: int = kind("int", 0)
+    # False-opportunity guards: an edge or a mid gap this large means a wrong pairing.
+    max_plausible_edge_usd: int = kind("usd", 100_000)
+    max_mid_gap_usd: int = kind("usd", 200_000)
+    # Balances: re-read this often (and after every execution); older is unknown.
+    balance_refresh_ms: int = kind("int", 30_000)
+    max_balance_age_ms: int = kind("int", 90_000)
+    # Below either floor the state moves to reducing (no new executions).
+    min_balance_usd_kalshi: int = kind("usd", 0)
+    min_balance_usd_ibkr: int = kind("usd", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +200,9 @@ def _usd_text(m: int) -> str:
     """Money units as an exact dollar string ("0.015", "500")."""
     whole, frac = divmod(m, 1_000_000)
     return f"{whole}.{frac:06d}".rstrip("0").rstrip(".") if frac else str(whole)
+
+
+usd_text = _usd_text
 
 
 def _toml_value(k: object, v: object) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from arbkit.arbitrage.fee_model import FeeModel
 from arbkit.config.execution_loader import ExecutionConfig
-from arbkit.config.loader import SymbolMap
+from arbkit.config.loader import SymbolMap, SymbolSpec
 from arbkit.execution import risk
 from arbkit.execution.journal import (
     ExecState,
@@ -82,6 +82,8 @@ from arbkit.model import (
 log = logging.getLogger(__name__)
 
 QuoteFn = Callable[[str, Venue, Outcome], Sequence[tuple[Price, Qty]]]
+# (ts_ns, from, to, reason, actor)
+StateChangeFn = Callable[[int, risk.TradingState, risk.TradingState, str, str], None]
 _IBKR_MIN_PRICE, _IBKR_MAX_PRICE, _IBKR_TICK = 200, 9900, 100
 _MARGIN_S = 1.0  # outer timeout = the client's own timeout + this, never less
 _READ_S = 2.0  # one status read
@@ -129,6 +131,8 @@ class Executor:
         id_prefix: str = "ak",
         close_ts_ns: Mapping[str, int] | None = None,
         on_update: Callable[[ExecutionRecord], None] | None = None,
+        on_state_change: StateChangeFn | None = None,
+        on_alert: Callable[[str, str], None] | None = None,
     ) -> None:
         self.config = config
         self.mode = mode or config.mode
@@ -145,6 +149,10 @@ class Executor:
         self.state = risk.RiskState()
         self.reserved: dict[Venue, int] = {Venue.KALSHI: 0, Venue.IBKR: 0}
         self.balances: dict[Venue, int | None] = {Venue.KALSHI: None, Venue.IBKR: None}
+        self.balance_ts_ns: dict[Venue, int] = {}  # when each balance was read
+        self.on_state_change = on_state_change
+        self.on_alert = on_alert
+        self._reducing_for_balance = False
         self.completed: list[ExecutionRecord] = []
         # Gates the monitor sets: no execution starts while stopping or a venue is down.
         self.stopping = False
@@ -156,28 +164,92 @@ class Executor:
                 subscribe(self._on_push_fill, self._on_push_order)
 
     # ------------------------------------------------------------------ control ---
-    def kill(self, reason: str) -> None:
-        if not self.state.kill_switch:
-            log.error("kill switch on: %s", reason)
-        self.state.kill_switch = True
-        self.state.kill_reason = reason
+    def set_state(self, to: risk.TradingState, reason: str, actor: str) -> None:
+        """Change the trading state; every change goes to ``on_state_change`` (the monitor
+        makes it a database row). Only the user leaves ``halted``."""
+        st = self.state
+        if st.trading_state is to:
+            return
+        if st.trading_state is risk.TradingState.HALTED and actor != "user":
+            return  # a limit may halt, never un-halt
+        lifts_reducing = (
+            st.trading_state is risk.TradingState.REDUCING and to is risk.TradingState.ACTIVE
+        )
+        if lifts_reducing and actor != "user" and not self._reducing_for_balance:
+            return  # only the balance rule that set reducing may clear it
+        if to is risk.TradingState.REDUCING and st.trading_state is risk.TradingState.HALTED:
+            return
+        change = (self.clock(), st.trading_state, to, reason, actor)
+        (log.error if to is not risk.TradingState.ACTIVE else log.warning)(
+            "trading state %s -> %s (%s): %s", st.trading_state.value, to.value, actor, reason
+        )
+        st.trading_state, st.state_reason = to, reason
+        if to is risk.TradingState.ACTIVE:
+            st.state_reason = ""
+        if self.on_state_change is not None:
+            self.on_state_change(*change)
 
-    def reset_kill_switch(self) -> None:
-        """The user's explicit reset; also clears the failure streak that may have tripped it."""
-        self.state.kill_switch = False
-        self.state.kill_reason = ""
+    def kill(self, reason: str, actor: str = "limit") -> None:
+        self.set_state(risk.TradingState.HALTED, reason, actor)
+
+    def reset_kill_switch(self, reason: str = "lifted by the user") -> None:
+        """The user's explicit lift; also clears the failure streak that may have tripped
+        it. A symbol blocked as a false opportunity stays blocked (``unblock_symbol``)."""
         self.state.consecutive_failures = 0
+        self.set_state(risk.TradingState.ACTIVE, reason, "user")
+
+    def block_symbol(self, symbol: str, reason: str) -> None:
+        if symbol in self.state.blocked_symbols:
+            return
+        log.error("ALERT: %s blocked: %s", symbol, reason)
+        self.state.blocked_symbols[symbol] = reason
+        if self.on_alert is not None:
+            self.on_alert(symbol, reason)
+
+    def unblock_symbol(self, symbol: str) -> None:
+        self.state.blocked_symbols.pop(symbol, None)
 
     async def refresh_balances(self) -> None:
         for venue, client in ((Venue.KALSHI, self.kalshi), (Venue.IBKR, self.ibkr)):
             try:
                 self.balances[venue] = await client.balance()
+                self.balance_ts_ns[venue] = self.clock()
             except (TimeoutError, VenueError, OSError) as exc:
                 log.warning("balance of %s unavailable: %s", venue.value, exc)
+        ok, reason = risk.check_min_balance(self.balances, self.config.risk)
+        if not ok:
+            self.set_state(risk.TradingState.REDUCING, reason, "limit")
+            self._reducing_for_balance = self.state.trading_state is risk.TradingState.REDUCING
+        elif self._reducing_for_balance:
+            self._reducing_for_balance = False
+            self.set_state(risk.TradingState.ACTIVE, "balances back above their floors", "limit")
+
+    def _roll_day(self, now_ns: int) -> None:
+        start = risk.trading_day_start_ns(now_ns, self.config.risk)
+        if start != self.state.trading_day_start_ns:
+            self.state.trading_day_start_ns = start
+            self.state.realized_pnl_today = Money(0)
+
+    def _false_opportunity(self, opp: Opportunity, spec: SymbolSpec) -> str:
+        """Why ``opp`` looks like a wrong pairing rather than an arbitrage ("" if not)."""
+        ok, reason = risk.check_plausible_edge(opp, self.config.risk)
+        if not ok:
+            return reason
+
+        def top(v: Venue, o: Outcome) -> int | None:
+            levels = self.quote(opp.symbol, v, o)
+            return int(levels[0][0]) if levels else None
+
+        k_mid = risk.implied_yes_mid(top(Venue.KALSHI, Outcome.YES), top(Venue.KALSHI, Outcome.NO))
+        eq = spec.ibkr_equivalent(Outcome.YES)
+        f_mid = risk.implied_yes_mid(top(Venue.IBKR, eq), top(Venue.IBKR, eq.opposite))
+        ok, reason = risk.check_mid_agreement(k_mid, f_mid, self.config.risk)
+        return "" if ok else reason
 
     def check(self, opp: Opportunity, now_ns: int | None = None) -> Decision:
         now = self.clock() if now_ns is None else now_ns
         spec = self.symbols.symbols[opp.symbol]
+        self._roll_day(now)
         ok, reason, breach = risk.pre_trade(
             opp,
             spec,
@@ -191,6 +263,10 @@ class Executor:
             if breach:
                 self.kill(reason)
             return Decision(False, reason, breach)
+        false_opp = self._false_opportunity(opp, spec)
+        if false_opp:
+            self.block_symbol(opp.symbol, false_opp)
+            return Decision(False, f"{opp.symbol} blocked: {false_opp}")
         if self.mode is Mode.MONITOR:
             return Decision(False, "monitor mode: logged only")
         if self.stopping:
@@ -198,6 +274,11 @@ class Executor:
         down = [v.value for v, up in self.venue_up.items() if not up]
         if down:
             return Decision(False, f"venue unreachable or not synced: {', '.join(down)}")
+        live = self.mode is Mode.LIVE
+        if live:  # a paper venue is its own (in-process) truth; a real one must be read
+            ok, reason = risk.check_balance_fresh(self.balance_ts_ns, self.config.risk, now)
+            if not ok:
+                return Decision(False, reason)
         # The quote source is the book as the venue would show it now (for paper: net of
         # our own paper fills, which the simulated venue cannot know about).
         k_depth = self._depth(opp.symbol, Venue.KALSHI, opp.kalshi.outcome, opp.kalshi.limit_price)
@@ -211,7 +292,7 @@ class Executor:
             (Venue.IBKR, opp.ibkr.cost + opp.ibkr.fee),
         ):
             bal = self.balances[venue]
-            if bal is not None and self.reserved[venue] + need > bal:
+            if (bal is None and live) or (bal is not None and self.reserved[venue] + need > bal):
                 return Decision(False, f"insufficient {venue.value} balance for reservation")
         return Decision(True)
 
@@ -462,16 +543,17 @@ class Executor:
         for rec in ex.orders:
             if rec.filled_qty:
                 key = (rec.symbol, rec.venue, rec.outcome)
-                pos = self.state.positions
+                pos, basis = self.state.positions, self.state.cost_basis
                 pos[key] = Qty(pos.get(key, 0) + rec.filled_qty)
+                basis[key] = Money(basis.get(key, 0) + rec.filled_cost + rec.fees)
                 self._net(rec.symbol, rec.venue)
         if ex.state is ExecState.DONE and any(r.filled_qty for r in ex.orders) and not m.failed:
             self.state.consecutive_failures = 0
         elif m.failed:
             self.state.consecutive_failures += 1
-        self.state.exposure = Money(self.state.exposure + m.capital)
-        if ex.hedge_cost:
-            self.state.realized_pnl_today = Money(self.state.realized_pnl_today - ex.hedge_cost)
+        if ex.realized_pnl < 0:  # losses only: locked arb profit is paid at settlement
+            self._roll_day(self.clock())
+            self.state.realized_pnl_today = Money(self.state.realized_pnl_today + ex.realized_pnl)
         for check in risk.BREACHES:
             ok, reason = check(self.state, self.config.risk)
             if not ok:
@@ -483,8 +565,13 @@ class Executor:
         n = pos.get((symbol, venue, Outcome.NO), 0)
         m = min(y, n)
         if m:
-            pos[(symbol, venue, Outcome.YES)] = Qty(y - m)
-            pos[(symbol, venue, Outcome.NO)] = Qty(n - m)
+            basis = self.state.cost_basis
+            for o, held in ((Outcome.YES, y), (Outcome.NO, n)):
+                key = (symbol, venue, o)
+                pos[key] = Qty(held - m)
+                # the netted pair pays $1 whatever happens: its cost is released
+                c = basis.get(key, 0)
+                basis[key] = Money(c - c * m // held)
 
     def _residual(self, symbol: str) -> int:
         return risk.residual_exposure(self.symbols.symbols[symbol], self.state.positions)

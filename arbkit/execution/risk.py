@@ -1,35 +1,90 @@
 """Pre-trade risk checks: pure functions of (opportunity, state, limits, now) → (ok, reason).
 
-Every order passes these first. The kill switch blocks new executions (cancels are still
-allowed) until the user resets it; limit *breaches* trip it, ordinary "not now" answers
-(cooldown, an execution already open) just skip the opportunity.
+Every order passes these first. The trading state (``active`` / ``reducing`` /
+``halted``, as NautilusTrader's RiskEngine has it) gates new executions: ``reducing`` allows
+only exposure-reducing orders (the hedges and unwinds of executions already running),
+``halted`` (the kill switch) none — cancels are always allowed. Limit *breaches* halt;
+ordinary "not now" answers (cooldown, an execution already open) just skip.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 from arbkit.config.execution_loader import DetectorParams, RiskLimits
+from arbkit.config.execution_loader import usd_text as usd
 from arbkit.config.loader import SymbolSpec
-from arbkit.model import QTY_SCALE, Money, Opportunity, Outcome, Qty, Venue
+from arbkit.model import (
+    MONEY_SCALE,
+    PRICE_SCALE,
+    QTY_SCALE,
+    Money,
+    Opportunity,
+    Outcome,
+    Qty,
+    Venue,
+)
 
 Check = tuple[bool, str]
+_P2M = MONEY_SCALE // PRICE_SCALE  # price units → money units
 OK: Check = (True, "")
+
+
+class TradingState(enum.Enum):
+    ACTIVE = "active"
+    REDUCING = "reducing"  # only exposure-reducing orders (hedges, unwinds)
+    HALTED = "halted"  # no new orders; cancels allowed; only the user lifts it
+
+
+PositionKey = tuple[str, Venue, Outcome]
 
 
 @dataclass(slots=True)
 class RiskState:
-    """What the checks need to know; the executor keeps it current."""
+    """What the checks need to know; the executor keeps it current and a restart rebuilds
+    it from the journal plus the venues' positions (never from zero)."""
 
-    positions: dict[tuple[str, Venue, Outcome], Qty] = field(default_factory=dict)
-    exposure: Money = Money(0)  # capital tied up in open positions (cost + fees)
+    positions: dict[PositionKey, Qty] = field(default_factory=dict)
+    # Cost basis (fills + fees) of each held position: exposure is derived from it and is
+    # released when the position leaves the venue (closed, netted or settled).
+    cost_basis: dict[PositionKey, Money] = field(default_factory=dict)
     open_executions: int = 0
     last_execution_ns: dict[str, int] = field(default_factory=dict)
     realized_pnl_today: Money = Money(0)  # negative is a loss
+    trading_day_start_ns: int = 0  # what realized_pnl_today counts from
     consecutive_failures: int = 0
-    kill_switch: bool = False
-    kill_reason: str = ""
+    trading_state: TradingState = TradingState.ACTIVE
+    state_reason: str = ""
+    blocked_symbols: dict[str, str] = field(default_factory=dict)  # symbol → why
+
+    @property
+    def kill_switch(self) -> bool:
+        return self.trading_state is TradingState.HALTED
+
+    @property
+    def kill_reason(self) -> str:
+        return self.state_reason if self.kill_switch else ""
+
+    @property
+    def exposure(self) -> Money:
+        """Capital in open positions: the cost basis of every position still held (a
+        position with no known cost counts at $1 per contract, the most it can cost)."""
+        return self.exposure_by()
+
+    def exposure_by(self, venue: Venue | None = None, symbol: str | None = None) -> Money:
+        total = 0
+        for (s, v, o), qty in self.positions.items():
+            if qty <= 0 or (venue is not None and v is not venue):
+                continue
+            if symbol is not None and s != symbol:
+                continue
+            cost = self.cost_basis.get((s, v, o))
+            total += cost if cost is not None else qty * (MONEY_SCALE // QTY_SCALE)
+        return Money(total)
 
     def venue_contracts(self, venue: Venue) -> int:
         return sum(q for (_, v, _), q in self.positions.items() if v is venue) // QTY_SCALE
@@ -42,7 +97,95 @@ class RiskState:
 
 
 def check_kill_switch(state: RiskState) -> Check:
-    return (False, f"kill switch on: {state.kill_reason}") if state.kill_switch else OK
+    """New executions only when ``active`` (a new execution never reduces exposure)."""
+    if state.trading_state is TradingState.HALTED:
+        return False, f"kill switch on (halted): {state.state_reason}"
+    if state.trading_state is TradingState.REDUCING:
+        return False, f"reducing (no new exposure): {state.state_reason}"
+    return OK
+
+
+def check_symbol_blocked(symbol: str, state: RiskState) -> Check:
+    why = state.blocked_symbols.get(symbol)
+    return (False, f"{symbol} blocked: {why}") if why is not None else OK
+
+
+def check_plausible_edge(opp: Opportunity, limits: RiskLimits) -> Check:
+    """An edge this large is far likelier a wrong pairing (an inverted ``kalshi_yes_is``,
+    a different question) than free money: block the symbol, do not trade it."""
+    if opp.net_edge_per_contract > limits.max_plausible_edge_usd:
+        return False, (
+            f"net edge {usd(opp.net_edge_per_contract)} USD per contract > "
+            f"max_plausible_edge_usd {usd(limits.max_plausible_edge_usd)}: "
+            "check the pairing and kalshi_yes_is"
+        )
+    return OK
+
+
+def implied_yes_mid(yes_ask: int | None, no_ask: int | None) -> int | None:
+    """Mid of the YES price in price units from the two asks (YES bid = $1 − NO ask)."""
+    if yes_ask is None or no_ask is None:
+        return None
+    return (yes_ask + PRICE_SCALE - no_ask) // 2
+
+
+def check_mid_agreement(
+    kalshi_yes_mid: int | None, ibkr_equiv_mid: int | None, limits: RiskLimits
+) -> Check:
+    """The two venues price one question: the Kalshi YES mid and the orientation-corrected
+    ForecastEx mid must agree within ``max_mid_gap_usd`` (an inverted orientation shows as
+    mids on opposite sides of 50¢)."""
+    if kalshi_yes_mid is None or ibkr_equiv_mid is None:
+        return OK  # a one-sided book has no mid; the edge cap still applies
+    gap = abs(kalshi_yes_mid - ibkr_equiv_mid) * _P2M
+    if gap > limits.max_mid_gap_usd:
+        return False, (
+            f"mids disagree: kalshi YES {usd(kalshi_yes_mid * _P2M)} vs forecastex "
+            f"equivalent {usd(ibkr_equiv_mid * _P2M)} (gap > max_mid_gap_usd "
+            f"{usd(limits.max_mid_gap_usd)}): check the pairing and kalshi_yes_is"
+        )
+    return OK
+
+
+def trading_day_start_ns(now_ns: int, limits: RiskLimits) -> int:
+    """Start of the trading day containing ``now_ns``: the configured boundary
+    (``trading_day_start_hhmm``) in ``trading_day_tz``."""
+    tz = ZoneInfo(limits.trading_day_tz)
+    local = dt.datetime.fromtimestamp(now_ns // 1_000_000_000, tz)
+    hh, mm = divmod(limits.trading_day_start_hhmm, 100)
+    start = local.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    if start > local:  # wall-clock arithmetic: the boundary stays at hh:mm across DST
+        start = (local - dt.timedelta(days=1)).replace(hour=hh, minute=mm, second=0)
+    return int(start.timestamp()) * 1_000_000_000
+
+
+def check_balance_fresh(balance_ts_ns: dict[Venue, int], limits: RiskLimits, now_ns: int) -> Check:
+    """An unknown or stale balance is not a balance: refuse rather than guess."""
+    for venue in (Venue.KALSHI, Venue.IBKR):
+        ts = balance_ts_ns.get(venue)
+        if ts is None:
+            return False, f"{venue.value} balance unknown"
+        age_ms = (now_ns - ts) // 1_000_000
+        if age_ms > limits.max_balance_age_ms:
+            return False, (
+                f"{venue.value} balance {age_ms} ms old > max_balance_age_ms "
+                f"{limits.max_balance_age_ms}"
+            )
+    return OK
+
+
+def check_min_balance(balances: dict[Venue, int | None], limits: RiskLimits) -> Check:
+    """Below the floor on either venue: ``reducing`` (a breach of its own kind)."""
+    for venue, floor in (
+        (Venue.KALSHI, limits.min_balance_usd_kalshi),
+        (Venue.IBKR, limits.min_balance_usd_ibkr),
+    ):
+        bal = balances.get(venue)
+        if bal is not None and bal < floor:
+            return False, (
+                f"{venue.value} balance {usd(bal)} USD < min_balance_usd_{venue.value} {usd(floor)}"
+            )
+    return OK
 
 
 def check_trade_size(opp: Opportunity, p: DetectorParams) -> Check:
@@ -147,6 +290,7 @@ def pre_trade(
     """All checks in order; (ok, reason, is_breach)."""
     checks: Iterable[tuple[Callable[[], Check], bool]] = (
         (lambda: check_kill_switch(state), False),
+        (lambda: check_symbol_blocked(opp.symbol, state), False),
         (lambda: check_daily_loss(state, limits), True),
         (lambda: check_consecutive_failures(state, limits), True),
         (lambda: check_trade_size(opp, detector), False),

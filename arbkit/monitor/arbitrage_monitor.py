@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -30,10 +31,11 @@ from arbkit.arbitrage.pipeline import DetectionPipeline, EpisodeEnd, SpreadSampl
 from arbkit.config.execution_loader import ExecutionConfig, check_live_allowed
 from arbkit.config.loader import SymbolMap
 from arbkit.execution.executor import Decision, Executor, Reservation
-from arbkit.execution.journal import ExecutionRecord, Journal, MemoryJournal
+from arbkit.execution.journal import AuditRecord, ExecutionRecord, Journal, MemoryJournal
 from arbkit.execution.machine import execution_bound_ms
 from arbkit.execution.paper import PaperVenue
 from arbkit.execution.reconcile import ReconcileConfig, Reconciler, ReconcileReport
+from arbkit.execution.risk import BREACHES, TradingState, trading_day_start_ns
 from arbkit.execution.venue import VenueOrderClient
 from arbkit.gateways.ibkr_client import IbkrGateway
 from arbkit.gateways.ibkr_orders import IbkrOrderClient
@@ -45,6 +47,7 @@ from arbkit.model import Mode, Money, NormalizedTick, Opportunity, Outcome, Pric
 from arbkit.monitor.metrics import LatencySummary, StageLatency
 from arbkit.storage.capture import CaptureWriter
 from arbkit.storage.database import Database, DatabaseWriter
+from arbkit.storage.records import TradingStateRow
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +150,11 @@ class MonitorSnapshot:
     positions: dict[tuple[str, Venue, Outcome], Qty]
     latency: dict[str, LatencySummary]
     active_episodes: int
+    trading_state: str = "active"
+    state_reason: str = ""
+    blocked_symbols: dict[str, str] = field(default_factory=dict)
+    exposure: Money = Money(0)
+    balances: dict[str, Money | None] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -226,6 +234,9 @@ class ArbitrageMonitor:
         self._inflight: dict[str, str] = {}  # execution id → symbol, while it runs
         self._locks: list[FileLock] = []
         self._ibkr_locked = False
+        self.state_changes: list[TradingStateRow] = []  # this run's, also in the journal
+        self._state_write: asyncio.Task[None] | None = None
+        self.alerts: deque[tuple[int, str, str]] = deque(maxlen=200)  # (ts, symbol, why)
 
     # ----------------------------------------------------------------- lifecycle ---
     @property
@@ -328,7 +339,11 @@ class ArbitrageMonitor:
             quote=self._paper_quote(kalshi_client, ibkr_client),
             clock=self.clock,
             on_update=self._on_execution_update,
+            on_state_change=self._on_state_change,
+            on_alert=self._on_alert,
         )
+        if self.db is not None:
+            await self._restore_risk()
         if live:
             # No trading until both venues are connected, synced and reconciled.
             self.executor.venue_up = {Venue.KALSHI: False, Venue.IBKR: False}
@@ -338,7 +353,7 @@ class ArbitrageMonitor:
                 journal,
                 self.symbol_map.symbols,
                 self.executor.state.positions,
-                halt=self.executor.kill,
+                halt=functools.partial(self.executor.kill, actor="reconciliation"),
                 clock=self.clock,
                 config=dataclasses.replace(cfg, id_prefix=f"{self.executor.id_prefix}-"),
                 busy=lambda: set(self._inflight.values()),
@@ -381,11 +396,83 @@ class ArbitrageMonitor:
             ]
         if self.config.mode is not Mode.MONITOR:
             await self.executor.refresh_balances()
+            self._tasks.append(asyncio.create_task(self._balance_loop(), name="arbkit-balances"))
         self._tasks += [
             asyncio.create_task(self._spread_loop(), name="arbkit-spreads"),
             asyncio.create_task(self._sweep_loop(), name="arbkit-sweep"),
         ]
         self._started = True
+
+    async def _restore_risk(self) -> None:
+        """Rebuild the limits from the journal, never from zero: the trading state (a halt
+        survives until the user lifts it), today's realised loss, the failure streak, and
+        the positions with their cost basis (live: corrected to venue truth by the
+        reconciliation at start)."""
+        assert self.executor is not None and self.db is not None
+        st = self.executor.state
+        rows = await self.db.trading_state_rows(limit=1)
+        if rows:
+            st.trading_state = TradingState(rows[-1].to_state)
+            st.state_reason = rows[-1].reason
+            if st.trading_state is not TradingState.ACTIVE:
+                log.error(
+                    "trading state at start: %s since the last run (%s); only the user lifts "
+                    "a halt (monitor.reset_kill_switch() or arbkit state --resume)",
+                    st.trading_state.value,
+                    st.state_reason,
+                )
+        now = self.clock()
+        st.trading_day_start_ns = trading_day_start_ns(now, self.config.risk)
+        hist = await self.db.risk_history(self.mode, st.trading_day_start_ns)
+        st.realized_pnl_today = Money(-hist.loss_today)
+        st.consecutive_failures = hist.consecutive_failures
+        for p in await self.db.positions():
+            if p.qty:
+                st.positions[(p.symbol, p.venue, p.outcome)] = p.qty
+                st.cost_basis[(p.symbol, p.venue, p.outcome)] = p.cost
+        for check in BREACHES:
+            ok, reason = check(st, self.config.risk)
+            if not ok:
+                self.executor.kill(reason)
+
+    def _on_state_change(
+        self, ts_ns: int, old: TradingState, new: TradingState, reason: str, actor: str
+    ) -> None:
+        """Every state change is a journal row (written in order, awaited at stop)."""
+        self.state_changes.append(TradingStateRow(ts_ns, old.value, new.value, reason, actor))
+        if self.db is None:
+            return
+        row = self.state_changes[-1]
+        prev = self._state_write
+
+        async def write() -> None:
+            if prev is not None:
+                with contextlib.suppress(Exception):
+                    await prev
+            assert self.db is not None
+            await self.db.record_trading_state(row)
+
+        self._state_write = asyncio.get_running_loop().create_task(write())
+
+    def _on_alert(self, symbol: str, reason: str) -> None:
+        self.alerts.append((self.clock(), symbol, reason))
+        self.counters.extra["symbols_blocked"] = self.counters.extra.get("symbols_blocked", 0) + 1
+        if self.db is not None:
+            row = AuditRecord(self.clock(), "", "", "symbol_blocked", "", symbol, reason, "risk")
+            task = asyncio.get_running_loop().create_task(self.db.record_audit(row))
+            self._exec_tasks.add(task)
+            task.add_done_callback(self._exec_tasks.discard)
+
+    async def _balance_loop(self) -> None:
+        assert self.executor is not None
+        while True:
+            await asyncio.sleep(self.config.risk.balance_refresh_ms / 1000)
+            try:
+                await self.executor.refresh_balances()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("balance refresh failed")
 
     def _lock_ibkr_account_id(self, account: str) -> None:
         self._lock(
@@ -433,6 +520,8 @@ class ArbitrageMonitor:
                 await self._write_positions()
         if marks != self._health_marks() or not (self._kalshi_alive() and self._ibkr_alive()):
             return False  # dropped while we looked: look again once it is back
+        if self.mode is not Mode.MONITOR:
+            await ex.refresh_balances()  # before trading resumes: a balance is not stale
         ex.venue_up = {Venue.KALSHI: True, Venue.IBKR: True}
         return True
 
@@ -604,6 +693,11 @@ class ArbitrageMonitor:
             await self.kalshi_rest.aclose()
         if ex is not None and self.db is not None and self.db.is_open:
             await self._write_positions()
+        if self._state_write is not None:
+            with contextlib.suppress(Exception):
+                await self._state_write
+        if self._exec_tasks:
+            await asyncio.wait(set(self._exec_tasks), timeout=5.0)
         if self.capture is not None:
             await self.capture.close()
         if self.writer is not None:
@@ -750,6 +844,8 @@ class ArbitrageMonitor:
         self.recent_executions.append(ex)
         if self.db is not None:
             await self._write_positions()
+        if self.mode is not Mode.MONITOR:  # spent capital must not look available again
+            await self.executor.refresh_balances()
 
     def _on_execution_update(self, ex: ExecutionRecord) -> None:
         return None
@@ -759,11 +855,13 @@ class ArbitrageMonitor:
         executor no longer holds are written as 0, not left stale)."""
         assert self.executor is not None and self.db is not None
         now = self.clock()
-        held = dict(self.executor.state.positions)
+        st = self.executor.state
+        held = dict(st.positions)
         for row in await self.db.positions():
             held.setdefault((row.symbol, row.venue, row.outcome), Qty(0))
-        for (symbol, venue, outcome), qty in held.items():
-            await self.db.set_position(symbol, venue, outcome, qty, Money(0), now)
+        for key, qty in held.items():
+            cost = Money(st.cost_basis.get(key, 0) if qty > 0 else 0)
+            await self.db.set_position(*key, qty, cost, now)
 
     # ------------------------------------------------------------ periodic tasks ---
     async def _spread_loop(self) -> None:
@@ -857,16 +955,29 @@ class ArbitrageMonitor:
         self.executor.mode = mode
 
     def kill(self, reason: str = "kill switch pressed") -> None:
+        """The user's kill switch: ``halted``, a journal row by ``user``."""
         assert self.executor is not None
-        self.executor.kill(reason)
+        self.executor.kill(reason, actor="user")
 
-    def reset_kill_switch(self) -> None:
+    def reset_kill_switch(self, reason: str = "lifted by the user") -> None:
+        """The user lifts ``halted`` (or ``reducing``): a journal row, by ``user``."""
         assert self.executor is not None
-        self.executor.reset_kill_switch()
+        self.executor.reset_kill_switch(reason)
+
+    resume_trading = reset_kill_switch
+
+    def unblock_symbol(self, symbol: str) -> None:
+        assert self.executor is not None
+        self.executor.unblock_symbol(symbol)
 
     @property
     def kill_switch(self) -> bool:
         return self.executor is not None and self.executor.state.kill_switch
+
+    @property
+    def trading_state(self) -> TradingState:
+        ex = self.executor
+        return ex.state.trading_state if ex is not None else TradingState.ACTIVE
 
     # ------------------------------------------------------------------ snapshots ---
     def snapshot(self) -> MonitorSnapshot:
@@ -918,6 +1029,15 @@ class ArbitrageMonitor:
             positions=dict(ex.state.positions) if ex is not None else {},
             latency=self.latency.summary(),
             active_episodes=len(self.pipeline.episodes),
+            trading_state=self.trading_state.value,
+            state_reason=ex.state.state_reason if ex is not None else "",
+            blocked_symbols=dict(ex.state.blocked_symbols) if ex is not None else {},
+            exposure=ex.state.exposure if ex is not None else Money(0),
+            balances=(
+                {v.value: None if b is None else Money(b) for v, b in ex.balances.items()}
+                if ex is not None
+                else {}
+            ),
         )
 
     def _venue_health(self) -> list[tuple[Venue, Any, int, int, bool]]:

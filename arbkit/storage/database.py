@@ -47,7 +47,15 @@ from arbkit.execution.journal import (
 )
 from arbkit.execution.venue import OrderState
 from arbkit.model import Mode, Money, Opportunity, Outcome, Price, Qty, Venue
-from arbkit.storage.records import DECISIONS, DbSummary, PositionRow, SpreadSample, WriterStats
+from arbkit.storage.records import (
+    DECISIONS,
+    DbSummary,
+    PositionRow,
+    RiskHistory,
+    SpreadSample,
+    TradingStateRow,
+    WriterStats,
+)
 from arbkit.storage.schema import MIGRATIONS, SCHEMA_VERSION, STAGES, TABLES
 
 log = logging.getLogger(__name__)
@@ -651,6 +659,61 @@ class Database:
                 params,
             )
         return [AuditRecord(*r) for r in rows]
+
+    # -- trading state (durable, append-only: the newest row is the state)
+
+    async def record_trading_state(self, row: TradingStateRow) -> None:
+        values = (row.ts_ns, row.from_state, row.to_state, row.reason, row.actor)
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO trading_state (ts_ns, from_state, to_state, reason, actor) "
+                "VALUES (?, ?, ?, ?, ?)",
+                values,
+            )
+        )
+
+    async def trading_state_rows(self, limit: int | None = None) -> list[TradingStateRow]:
+        """State changes, oldest first (the last ``limit`` of them when given)."""
+        async with self._lock:
+            rows = await self._conn().execute_fetchall(
+                "SELECT ts_ns, from_state, to_state, reason, actor FROM (SELECT * FROM "
+                "trading_state ORDER BY id DESC LIMIT ?) ORDER BY id",
+                (-1 if limit is None else limit,),
+            )
+        return [TradingStateRow(*r) for r in rows]
+
+    async def risk_history(self, mode: Mode, day_start_ns: int) -> RiskHistory:
+        """What the limits need after a restart, from the journal: losses realised since
+        the trading day began (losing executions only: an arbitrage's locked profit is
+        paid at settlement and never offsets a loss), and the failure streak since the last success (or
+        the user's last lift of a halt, which resets it)."""
+        async with self._lock:
+            conn = self._conn()
+            (loss,) = await _fetchone(
+                conn,
+                "SELECT COALESCE(SUM(-realized_pnl_e6), 0) FROM arb_executions "
+                "WHERE mode = ? AND created_ns >= ? AND realized_pnl_e6 < 0",
+                (mode.value, day_start_ns),
+            )
+            lifted = await _fetchone(
+                conn,
+                "SELECT COALESCE(MAX(ts_ns), 0) FROM trading_state "
+                "WHERE actor = 'user' AND to_state = 'active'",
+            )
+            rows = await conn.execute_fetchall(
+                "SELECT state, hedge_cost_e6 FROM arb_executions WHERE mode = ? AND "
+                "created_ns >= ? AND state IN ('done', 'hedged', 'unhedged') "
+                "ORDER BY created_ns DESC, execution_id DESC LIMIT 1000",
+                (mode.value, int(lifted[0])),
+            )
+        streak = 0
+        for state, hedge_cost in rows:
+            if state == "done":
+                break
+            # UNHEDGED always counts; a hedged execution counts when its recovery cost
+            # money (conservative: the journal does not keep "fraction only").
+            streak += state == "unhedged" or hedge_cost > 0
+        return RiskHistory(Money(int(loss)), streak)
 
     # -- positions (durable, like the journal)
 

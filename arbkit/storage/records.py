@@ -18,7 +18,9 @@ __all__ = [
     "DECISIONS",
     "DbSummary",
     "PositionRow",
-    "SpreadSample",  # the detection pipeline's sample, stored as-is in ``spreads``
+    "RiskHistory",
+    "SpreadSample",
+    "TradingStateRow",  # the detection pipeline's sample, stored as-is in ``spreads``
     "WriterStats",
 ]
 
@@ -56,3 +58,21 @@ class DbSummary:
     realized_pnl: Money
     hedge_cost: Money
     open_positions: int  # (symbol, venue, outcome) rows with qty != 0
+
+
+@dataclass(frozen=True, slots=True)
+class TradingStateRow:
+    """One change of the trading state: when, from, to, why, and who (``limit``,
+    ``reconciliation``, ``user``, ...)."""
+
+    ts_ns: int
+    from_state: str
+    to_state: str
+    reason: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class RiskHistory:
+    loss_today: Money  # realised losses since the trading day began (>= 0)
+    consecutive_failures: int

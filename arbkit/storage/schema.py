@@ -277,8 +277,29 @@ _AUDIT_V2 = (
     _view("audit", ["ts_ns"]),
 )
 
+# v3: the trading state (active / reducing / halted). Append-only: the newest row is the
+# state; every change says when, from what, to what, why, and who (a limit, reconciliation,
+# the user). A restart reads it back, so a halt survives until the user lifts it.
+_TRADING_STATE_V3 = (
+    """
+    CREATE TABLE trading_state (
+        id         INTEGER PRIMARY KEY,
+        ts_ns      INTEGER NOT NULL,
+        from_state TEXT    NOT NULL CHECK (from_state IN ('active', 'reducing', 'halted')),
+        to_state   TEXT    NOT NULL CHECK (to_state IN ('active', 'reducing', 'halted')),
+        reason     TEXT    NOT NULL,
+        actor      TEXT    NOT NULL
+    ) STRICT
+    """,
+    _view("trading_state", ["ts_ns"]),
+)
+
 # MIGRATIONS[i]: statements that take user_version i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_TABLES_V1 + _VIEWS_V1, _AUDIT_V2)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _TABLES_V1 + _VIEWS_V1,
+    _AUDIT_V2,
+    _TRADING_STATE_V3,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 # The analysis tables (exported, summarised, mirrored as DuckDB views). The audit trail is
 # a journal table of its own, not (yet) part of analysis exports.

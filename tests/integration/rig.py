@@ -251,6 +251,7 @@ class Rig:
             quote=self.quote,
             clock=time.time_ns,
         )
+        await self.executor.refresh_balances()  # live refuses on an unknown balance
         return self
 
     async def stop(self) -> None:
