@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from arbkit.config._toml import ConfigError, build, kind, read_toml
 from arbkit.model import Mode
@@ -114,7 +115,24 @@ def parse_execution_config(
     if "source" in data:
         raise ConfigError(file, "source", "unknown setting")
     cfg = build(ExecutionConfig, data, file)
+    _check_trading_day(cfg.risk, file)
     return replace(cfg, source=str(file))
+
+
+def _check_trading_day(r: RiskLimits, file: str | Path) -> None:
+    try:
+        ZoneInfo(r.trading_day_tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            file, "risk.trading_day_tz", f"{r.trading_day_tz!r} is not an IANA time zone "
+            '(e.g. "America/New_York", "UTC")'
+        ) from None
+    hh, mm = divmod(r.trading_day_start_hhmm, 100)
+    if not (0 <= hh < 24 and 0 <= mm < 60) or r.trading_day_start_hhmm < 0:
+        raise ConfigError(
+            file, "risk.trading_day_start_hhmm",
+            f"{r.trading_day_start_hhmm} is not a time of day as hhmm (0 = midnight, 1700)",
+        )
 
 
 def load_execution_config(path: str | Path) -> ExecutionConfig:

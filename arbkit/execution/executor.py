@@ -221,8 +221,8 @@ class Executor:
             self.set_state(risk.TradingState.REDUCING, reason, "limit")
             self._reducing_for_balance = self.state.trading_state is risk.TradingState.REDUCING
         elif self._reducing_for_balance:
-            self._reducing_for_balance = False
             self.set_state(risk.TradingState.ACTIVE, "balances back above their floors", "limit")
+            self._reducing_for_balance = False
 
     def _roll_day(self, now_ns: int) -> None:
         start = risk.trading_day_start_ns(now_ns, self.config.risk)

@@ -218,9 +218,17 @@ def latency_rows(snap: MonitorSnapshot) -> list[dict[str, str]]:
 
 
 def kill_state_text(snap: MonitorSnapshot) -> str:
+    """The trading state and why it is set (halted = the kill switch), plus any symbol
+    blocked as a false opportunity."""
     if snap.kill_switch:
-        return f"KILL SWITCH ON: {snap.kill_reason or 'no reason given'}"
-    return "kill switch off"
+        text = f"KILL SWITCH ON: {snap.kill_reason or 'no reason given'}"
+    elif snap.trading_state == "reducing":
+        text = f"REDUCING (no new executions): {snap.state_reason or 'no reason given'}"
+    else:
+        text = "kill switch off"
+    if snap.blocked_symbols:
+        text += " · blocked: " + "; ".join(f"{s}: {w}" for s, w in snap.blocked_symbols.items())
+    return text
 
 
 def status_text(snap: MonitorSnapshot) -> str:

@@ -25,8 +25,12 @@ def render(s: MonitorSnapshot) -> Group:
         (f"mode={s.mode.value} ", "cyan"),
         ("PAUSED " if s.paused else "", "yellow"),
         (
-            f"KILL SWITCH: {s.kill_reason} " if s.kill_switch else "kill switch off ",
-            "bold red" if s.kill_switch else "green",
+            f"KILL SWITCH: {s.kill_reason} "
+            if s.kill_switch
+            else f"REDUCING: {s.state_reason} "
+            if s.trading_state == "reducing"
+            else "kill switch off ",
+            "bold red" if s.trading_state != "active" else "green",
         ),
         f"| opportunities {s.counters['opportunities']} executed {s.counters['executed']} "
         f"hedged {s.counters['executions_hedged']} unhedged {s.counters['executions_unhedged']} "

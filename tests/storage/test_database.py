@@ -339,3 +339,42 @@ async def test_recent_executions_and_summary(db: Database) -> None:
     }
     assert s.executions_by_state == {"done": 1, "failed": 1, "intent": 3}
     assert (s.realized_pnl, s.hedge_cost, s.open_positions) == (25_000, -1, 1)
+
+
+async def test_risk_history_rebuilds_daily_loss_and_failure_streak(tmp_path: Path) -> None:
+    """What a restart reads back (issue 12): losses since the trading day began (profits
+    never offset them), and the failure streak since the last success or user lift."""
+    from arbkit.storage.records import TradingStateRow
+
+    path = tmp_path / "risk.sqlite"
+    async with Database(path) as db:
+        await db.record_trading_state(TradingStateRow(50, "active", "halted", "x", "limit"))
+        await db.record_trading_state(TradingStateRow(150, "halted", "active", "ok", "user"))
+    day = 1_000
+    execs = [  # (id, mode, state, created_ns, realized_pnl_e6, hedge_cost_e6)
+        ("a", "live", "unhedged", 100, -900_000, 0),  # before the user's lift at 150
+        ("b", "live", "done", 900, -50_000, 0),  # yesterday: not today's loss
+        ("c", "live", "hedged", 1_100, -300_000, 200_000),
+        ("d", "live", "done", 1_200, 700_000, 0),  # a profit: never offsets a loss
+        ("e", "live", "hedged", 1_300, -200_000, 100_000),
+        ("f", "live", "failed", 1_350, 0, 0),  # nothing filled: neither counts nor resets
+        ("g", "live", "unhedged", 1_400, -100_000, 0),
+        ("h", "paper", "unhedged", 1_500, -5_000_000, 0),  # another mode
+    ]
+    con = sqlite3.connect(path)
+    with con:
+        con.executemany(
+            "INSERT INTO arb_executions (execution_id, symbol, combo, mode, state, created_ns, "
+            "updated_ns, planned_qty_e2, expected_profit_e6, realized_pnl_e6, hedge_cost_e6) "
+            "VALUES (?, 'S', 'c', ?, ?, ?, ?, 100, 0, ?, ?)",
+            [(i, m, s, t, t, p, h) for i, m, s, t, p, h in execs],
+        )
+    con.close()
+    async with Database(path) as db:
+        live = await db.risk_history(Mode.LIVE, day)
+        assert live.loss_today == 300_000 + 200_000 + 100_000
+        assert live.consecutive_failures == 2  # g and e, back to the success d
+        assert (await db.risk_history(Mode.LIVE, 0)).loss_today == 1_550_000
+        assert (await db.risk_history(Mode.PAPER, day)).loss_today == 5_000_000
+        rows = await db.trading_state_rows()
+        assert [(r.to_state, r.actor) for r in rows] == [("halted", "limit"), ("active", "user")]

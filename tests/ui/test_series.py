@@ -163,3 +163,10 @@ def test_unit_conversions_are_exact() -> None:
     assert money_to_cents(25_000) == 2.5
     assert coefficient(0.07) == Decimal("0.07")
     assert coefficient(0.0175) == Decimal("0.0175")
+
+
+def test_kill_state_text_says_reducing_and_blocked_symbols() -> None:
+    snap = snapshot(trading_state="reducing", state_reason="ibkr balance 4 USD < floor")
+    assert S.kill_state_text(snap) == "REDUCING (no new executions): ibkr balance 4 USD < floor"
+    snap = snapshot(blocked_symbols={"FED": "mids disagree"})
+    assert S.kill_state_text(snap) == "kill switch off · blocked: FED: mids disagree"
