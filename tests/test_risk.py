@@ -48,9 +48,9 @@ def test_trading_day_boundary_and_zone_are_configurable() -> None:
 
 
 def test_trading_day_config_is_validated() -> None:
-    with pytest.raises(ConfigError, match="risk.trading_day_tz.*IANA"):
+    with pytest.raises(ConfigError, match=r"risk\.trading_day_tz.*IANA"):
         parse_execution_config({"risk": {"trading_day_tz": "Eastern"}}, "x.toml")
-    with pytest.raises(ConfigError, match="risk.trading_day_start_hhmm"):
+    with pytest.raises(ConfigError, match=r"risk\.trading_day_start_hhmm"):
         parse_execution_config({"risk": {"trading_day_start_hhmm": 2460}}, "x.toml")
 
 

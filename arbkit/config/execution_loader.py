@@ -124,13 +124,15 @@ def _check_trading_day(r: RiskLimits, file: str | Path) -> None:
         ZoneInfo(r.trading_day_tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(
-            file, "risk.trading_day_tz", f"{r.trading_day_tz!r} is not an IANA time zone "
-            '(e.g. "America/New_York", "UTC")'
+            file,
+            "risk.trading_day_tz",
+            f'{r.trading_day_tz!r} is not an IANA time zone (e.g. "America/New_York", "UTC")',
         ) from None
     hh, mm = divmod(r.trading_day_start_hhmm, 100)
     if not (0 <= hh < 24 and 0 <= mm < 60) or r.trading_day_start_hhmm < 0:
         raise ConfigError(
-            file, "risk.trading_day_start_hhmm",
+            file,
+            "risk.trading_day_start_hhmm",
             f"{r.trading_day_start_hhmm} is not a time of day as hhmm (0 = midnight, 1700)",
         )
 

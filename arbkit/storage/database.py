@@ -685,8 +685,8 @@ class Database:
     async def risk_history(self, mode: Mode, day_start_ns: int) -> RiskHistory:
         """What the limits need after a restart, from the journal: losses realised since
         the trading day began (losing executions only: an arbitrage's locked profit is
-        paid at settlement and never offsets a loss), and the failure streak since the last success (or
-        the user's last lift of a halt, which resets it)."""
+        paid at settlement and never offsets a loss), and the failure streak since the
+        last success (or the user's last lift of a halt, which resets it)."""
         async with self._lock:
             conn = self._conn()
             (loss,) = await _fetchone(
