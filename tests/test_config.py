@@ -149,3 +149,31 @@ def test_overrides_use_the_same_conversions() -> None:
         apply_overrides(ExecutionConfig(), {"detector.min_edg": "1"})
     with pytest.raises(ConfigError, match="unknown section"):
         apply_overrides(ExecutionConfig(), {"nope.x": "1"})
+
+
+def test_equivalence_relation_must_match_the_orientation() -> None:
+    from arbkit.config.loader import parse_symbol_map
+
+    base = {
+        "kalshi_ticker": "KX-1",
+        "resolution": "2027-01-01",
+        "forecastex": {"yes_con_id": 1, "no_con_id": 2},
+    }
+    bad = {
+        "symbols": {"S": {**base, "kalshi_yes_is": "no", "equivalence": {"relation": "identical"}}}
+    }
+    with pytest.raises(ConfigError, match=r"symbols\.S\.equivalence\.relation.*contradicts"):
+        parse_symbol_map(bad, "m.toml")
+    typo = {"symbols": {"S": {**base, "kalshi_yes_is": "yes", "equivalence": {"relation": "same"}}}}
+    with pytest.raises(ConfigError, match="must be one of identical"):
+        parse_symbol_map(typo, "m.toml")
+    ok = {
+        "symbols": {"S": {**base, "kalshi_yes_is": "no", "equivalence": {"relation": "complement"}}}
+    }
+    spec = parse_symbol_map(ok, "m.toml").symbols["S"]
+    assert spec.equivalence.missing_for_live() == [
+        "resolution_source",
+        "cutoff_time",
+        "verified_by",
+        "verified_on",
+    ]

@@ -34,13 +34,32 @@ class ForecastExSpec:
         return self.yes_con_id is not None
 
 
+#: How the two venues' questions relate. Live trades only ``identical`` (Kalshi YES pays
+#: exactly when ForecastEx YES pays) and ``complement`` (the same question asked the
+#: other way round: Kalshi YES pays exactly when ForecastEx NO pays).
+RELATIONS = ("identical", "complement", "subset", "superset", "overlap", "disjoint")
+LIVE_RELATIONS = ("identical", "complement")
+
+
 @dataclass(frozen=True, slots=True)
 class Equivalence:
+    relation: str = ""
     resolution_source: str = ""
     cutoff_time: str = ""
     verified_by: str = ""
     verified_on: str = ""
     notes: str = ""
+
+    def missing_for_live(self) -> list[str]:
+        """What keeps this pair from trading live (empty: verified)."""
+        out = [
+            k
+            for k in ("relation", "resolution_source", "cutoff_time", "verified_by", "verified_on")
+            if not getattr(self, k).strip()
+        ]
+        if self.relation and self.relation not in LIVE_RELATIONS:
+            out.append(f"relation {self.relation!r} (live needs identical or complement)")
+        return out
 
 
 class LegOrder(enum.Enum):
@@ -211,8 +230,23 @@ def parse_symbol_map(data: dict[str, Any], file: str | Path = "<symbols>") -> Sy
             raise ConfigError(
                 f,
                 p + "equivalence",
-                "known keys: resolution_source, cutoff_time, verified_by, verified_on, notes",
+                "known keys: relation, resolution_source, cutoff_time, verified_by, "
+                "verified_on, notes",
             ) from None
+        rel = equivalence.relation
+        if rel and rel not in RELATIONS:
+            raise ConfigError(
+                f, p + "equivalence.relation", f"{rel!r}: must be one of {', '.join(RELATIONS)}"
+            )
+        yes_is = t.get("kalshi_yes_is")
+        if (rel, yes_is) in (("identical", "no"), ("complement", "yes")):
+            raise ConfigError(
+                f,
+                p + "equivalence.relation",
+                f"{rel!r} contradicts kalshi_yes_is = {yes_is!r} (identical: Kalshi YES is "
+                'ForecastEx YES, kalshi_yes_is = "yes"; complement: "no"); fix whichever is '
+                "wrong",
+            )
         order = t.get("leg_order", LegOrder.KALSHI_FIRST.value)
         if order not in {o.value for o in LegOrder}:
             raise ConfigError(

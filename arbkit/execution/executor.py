@@ -269,6 +269,14 @@ class Executor:
             return Decision(False, f"{opp.symbol} blocked: {false_opp}")
         if self.mode is Mode.MONITOR:
             return Decision(False, "monitor mode: logged only")
+        if self.mode is Mode.LIVE:
+            missing = spec.equivalence.missing_for_live()
+            if missing:
+                return Decision(
+                    False,
+                    f"{opp.symbol} is not verified for live trading: its equivalence block "
+                    f"lacks {', '.join(missing)}",
+                )
         if self.stopping:
             return Decision(False, "monitor is stopping: no new executions")
         down = [v.value for v, up in self.venue_up.items() if not up]

@@ -237,6 +237,7 @@ class ArbitrageMonitor:
         self.state_changes: list[TradingStateRow] = []  # this run's, also in the journal
         self._state_write: asyncio.Task[None] | None = None
         self.alerts: deque[tuple[int, str, str]] = deque(maxlen=200)  # (ts, symbol, why)
+        self.unverified: dict[str, list[str]] = {}  # symbol → what its equivalence lacks
 
     # ----------------------------------------------------------------- lifecycle ---
     @property
@@ -344,6 +345,18 @@ class ArbitrageMonitor:
         )
         if self.db is not None:
             await self._restore_risk()
+        self.unverified = {
+            name: missing
+            for name, spec in self.symbol_map.symbols.items()
+            if (missing := spec.equivalence.missing_for_live())
+        }
+        if self.unverified:
+            log.warning(
+                "%d symbols are not verified (%s): %s",
+                len(self.unverified),
+                "live refuses them" if live else f"{self.config.mode.value} mode runs them",
+                "; ".join(f"{s} lacks {', '.join(m)}" for s, m in self.unverified.items()),
+            )
         if live:
             # No trading until both venues are connected, synced and reconciled.
             self.executor.venue_up = {Venue.KALSHI: False, Venue.IBKR: False}

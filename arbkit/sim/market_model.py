@@ -171,7 +171,14 @@ class SimUniverse:
                 ]
             eq = spec.equivalence
             out += ["", f"[{key}.equivalence]"]
-            for k in ("resolution_source", "cutoff_time", "verified_by", "verified_on", "notes"):
+            for k in (
+                "relation",
+                "resolution_source",
+                "cutoff_time",
+                "verified_by",
+                "verified_on",
+                "notes",
+            ):
                 v = getattr(eq, k)
                 if v:
                     out.append(f"{k} = {_toml_str(v)}")
@@ -249,6 +256,7 @@ def generate_universe(
             resolution_ts_ns=res_ns,
             kalshi_series=series,
             equivalence=Equivalence(
+                relation="complement" if inverted else "identical",
                 resolution_source=f"simulated: {what}",
                 cutoff_time=_iso(close_ns),
                 verified_by="arbkit.sim.market_model",

@@ -39,7 +39,18 @@ FX_MARKET = "FF-JUN"
 FX_YES, FX_NO = 731000001, 731000002
 
 
-def symbol_map(**extra: str) -> SymbolMap:
+def verified(kalshi_yes_is: str = "yes") -> dict[str, str]:
+    """A complete equivalence block (live trades only verified pairs)."""
+    return {
+        "relation": "identical" if kalshi_yes_is == "yes" else "complement",
+        "resolution_source": "FOMC statement",
+        "cutoff_time": "2027-06-29T14:00-04:00",
+        "verified_by": "tests",
+        "verified_on": "2026-12-03",
+    }
+
+
+def symbol_map(**extra: Any) -> SymbolMap:
     """The one test symbol; ``extra`` overrides its keys (``kalshi_yes_is``, ``leg_order``)."""
     return parse_symbol_map(
         {
@@ -49,6 +60,7 @@ def symbol_map(**extra: str) -> SymbolMap:
                     "kalshi_yes_is": "yes",
                     "resolution": "2027-06-30",
                     "forecastex": {"yes_con_id": FX_YES, "no_con_id": FX_NO},
+                    "equivalence": verified(extra.get("kalshi_yes_is", "yes")),
                     **extra,
                 }
             }

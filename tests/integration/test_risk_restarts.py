@@ -234,3 +234,29 @@ async def test_wrong_orientation_is_blocked_with_an_alert_and_no_orders(
     assert rows(db, "SELECT field, new FROM audit WHERE source = 'risk'") == [
         ("symbol_blocked", symbol)
     ]
+
+
+async def test_live_trades_only_verified_pairs(
+    venues: Venues, auth: KalshiAuth, tmp_path: Path
+) -> None:
+    """An equivalence block without ``verified_by``/``verified_on``: live sees the arb,
+    refuses it and says why; no order reaches either venue."""
+    smap = symbol_map(
+        equivalence={"relation": "identical", "resolution_source": "FOMC", "cutoff_time": "x"}
+    )
+    no_arb(venues)
+    mon = live_monitor(venues, auth, tmp_path, smap=smap)
+    async with running(mon):
+        await ready(mon)
+        assert mon.unverified == {"FED": ["verified_by", "verified_on"]}
+        venues.arb_books()
+        await until(lambda: bool(mon.recent_opportunities), 10, "the opportunity")
+        await quiet(1.0)
+        why = {o.reason for o in mon.recent_opportunities}
+        assert why == {
+            "FED is not verified for live trading: its equivalence block lacks verified_by, "
+            "verified_on"
+        }, why
+        assert mon.executor is not None and not mon.executor.completed
+    assert kalshi_orders(venues) == 0
+    assert venues.kalshi_positions() == {} and venues.fx_positions() == {}
