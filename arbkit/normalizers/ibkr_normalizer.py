@@ -21,13 +21,20 @@ from arbkit.model import QTY_SCALE, BookSide, NormalizedTick, Outcome, Price, Qt
 log = logging.getLogger(__name__)
 
 CENT = 100  # $0.01 in Price units: ForecastEx's tick
-_MAX_CENTS = 100  # prices are strictly inside (0, 1)
+_MIN_CENTS, _MAX_CENTS = 2, 99  # ForecastEx trades $0.02–$0.99 (reference/ibkr.md)
+#: More contracts than any ForecastEx contract shows at one price: a corrupt size.
+MAX_SIZE_CONTRACTS = 1_000_000
+_DOLLAR = 100 * CENT
 
 Num = float | int | Decimal | None
 
 
 class BadQuote(ValueError):
     """A venue value the book must not use."""
+
+
+class UnderpricedPair(BadQuote):
+    """YES ask + NO ask under $1.00 on one venue: both outcomes' books are suspect."""
 
 
 def _absent(price: Num, size: Num) -> bool:
@@ -55,8 +62,8 @@ def _price(value: float | int | Decimal) -> Price:
         cents = round(scaled)
         if abs(scaled - cents) > 1e-6:
             raise BadQuote(f"price {value!r} is off the $0.01 grid")
-    if not 0 < cents < _MAX_CENTS:
-        raise BadQuote(f"price {value!r} is outside (0, 1)")
+    if not _MIN_CENTS <= cents <= _MAX_CENTS:
+        raise BadQuote(f"price {value!r} is outside ForecastEx's $0.02–$0.99")
     return Price(cents * CENT)
 
 
@@ -69,6 +76,8 @@ def _size(value: float | int | Decimal) -> Qty:
         raise BadQuote(f"size {value!r} is not a whole number of contracts")
     if whole < 0:
         raise BadQuote(f"size {value!r} is negative")
+    if whole > MAX_SIZE_CONTRACTS:
+        raise BadQuote(f"size {value!r} is absurd (> {MAX_SIZE_CONTRACTS:,} contracts)")
     return Qty(whole * QTY_SCALE)
 
 
@@ -82,6 +91,7 @@ class IbkrNormalizer:
         self.unknown_con_ids = 0
         self.stale_resets = 0
         self.last_error = ""
+        self._asks: dict[tuple[str, Outcome], Price] = {}  # last valid ask per outcome
 
     def update_map(self, con_id_map: Mapping[int, tuple[str, Outcome]]) -> None:
         """Replace the mapping (contracts resolved after construction)."""
@@ -105,24 +115,40 @@ class IbkrNormalizer:
         self.quotes += 1
         try:
             # The bid is not used by the ask-side book, but a garbage bid means a bad feed.
+            bid_price = None
             if not _absent(bid, bid_size):
-                _price(bid)  # type: ignore[arg-type]
                 _size(bid_size)  # type: ignore[arg-type]
+                bid_price = _price(bid)  # type: ignore[arg-type]
             if _absent(ask, ask_size):
                 if ask_size is not None and ask_size < 0:
                     raise BadQuote(f"size {ask_size!r} is negative")
                 level = None
             else:
                 level = (_price(ask), _size(ask_size))  # type: ignore[arg-type]
+            if level is not None and bid_price is not None and bid_price >= level[0]:
+                raise BadQuote(f"bid {bid!r} is not below ask {ask!r}")
+            other = self._asks.get((symbol, outcome.opposite))
+            if level is not None and other is not None and level[0] + other < _DOLLAR:
+                self._asks.pop((symbol, outcome.opposite), None)
+                raise UnderpricedPair(
+                    f"YES ask + NO ask {level[0] + other} < $1.00 (in $0.0001 units)"
+                )
         except (BadQuote, TypeError, ValueError, OverflowError) as exc:
             self.errors += 1
             self.last_error = f"conId {con_id}: {exc}"
             log.warning("ibkr bad quote conId=%s: %s", con_id, exc)
+            self._asks.pop((symbol, outcome), None)
+            bad = [outcome, outcome.opposite] if isinstance(exc, UnderpricedPair) else [outcome]
             return [
                 NormalizedTick.reset(
-                    symbol, Venue.IBKR, valid=False, outcome=outcome, recv_ts_ns=recv_ts_ns
+                    symbol, Venue.IBKR, valid=False, outcome=o, recv_ts_ns=recv_ts_ns
                 )
+                for o in bad
             ]
+        if level is not None and level[1] > 0:
+            self._asks[(symbol, outcome)] = level[0]
+        else:
+            self._asks.pop((symbol, outcome), None)
         out = [
             NormalizedTick.reset(
                 symbol, Venue.IBKR, valid=True, outcome=outcome, recv_ts_ns=recv_ts_ns

@@ -81,7 +81,29 @@ def test_stale_and_invalidate_all() -> None:
     assert all(not t.valid for t in ticks)
 
 
-@given(cents=st.integers(1, 99), size=st.integers(1, 10_000))
+@given(cents=st.integers(2, 99), size=st.integers(1, 10_000))
 def test_every_grid_price_is_exact(cents: int, size: int) -> None:
     ticks = norm().on_quote(YES, None, None, cents / 100, float(size), 1)
     assert ticks[-1].price == Price(cents * 100) and ticks[-1].size == Qty(size * 100)
+
+
+def test_forecastex_quote_sanity() -> None:
+    """Issue 12: prices inside $0.02–$0.99, bid below ask, YES ask + NO ask ≥ $1.00, no
+    absurd sizes; otherwise that book is invalid (and counted)."""
+    n = norm()
+    for bid, ask, size in [
+        (None, 0.01, 5.0),  # below ForecastEx's $0.02 floor
+        (0.40, 0.40, 5.0),  # bid not below ask
+        (None, 0.40, 2_000_000.0),  # absurd size
+    ]:
+        [t] = n.on_quote(YES, bid, None if bid is None else 5.0, ask, size, 1)
+        assert not t.valid and t.outcome is Outcome.YES, (bid, ask, size)
+    assert n.errors == 3
+    assert n.on_quote(YES, None, None, 0.45, 5.0, 2)[0].valid
+    # NO asked at 0.50 with YES asked at 0.45: the pair costs $0.95 — both books invalid
+    ticks = n.on_quote(NO, None, None, 0.50, 5.0, 3)
+    assert {(t.outcome, t.valid) for t in ticks} == {(Outcome.YES, False), (Outcome.NO, False)}
+    assert n.errors == 4
+    # a sane pair is fine again
+    assert n.on_quote(YES, None, None, 0.45, 5.0, 4)[0].valid
+    assert n.on_quote(NO, None, None, 0.56, 5.0, 5)[0].valid
