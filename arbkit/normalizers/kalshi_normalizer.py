@@ -98,6 +98,8 @@ class KalshiUpdate:
 _CACHE_MAX = 8192
 _price_cache: dict[str, int] = {}
 _qty_cache: dict[str, int] = {}
+#: No Kalshi level or delta is this large: a corrupt count, never a book.
+MAX_LEVEL_QTY = 10_000_000 * 100
 
 
 def _price(v: object, field_name: str = "price_dollars") -> int:
@@ -135,6 +137,8 @@ def _qty(v: object, field_name: str, *, signed: bool = False) -> int:
         n = parse_qty(v, field_name, signed=True)
     if n < 0 and not signed:
         raise ConversionError(field_name, v, "must not be negative")
+    if not -MAX_LEVEL_QTY <= n <= MAX_LEVEL_QTY:
+        raise ConversionError(field_name, v, "is absurd (more than 10,000,000 contracts)")
     return n
 
 
@@ -452,6 +456,8 @@ class KalshiNormalizer:
         new = levels.get(p, 0) + d
         if new < 0:
             raise BadFrame(f"{side} level {p} would go negative ({new})", ticker)
+        if new > MAX_LEVEL_QTY:
+            raise BadFrame(f"{side} level {p} would be absurd ({new // 100:,} contracts)", ticker)
         if new:
             levels[p] = new
             if side == "yes":

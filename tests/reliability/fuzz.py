@@ -45,6 +45,13 @@ TYPES = ["orderbook_delta", "orderbook_snapshot", "ok", "subscribed", "unsubscri
          "error", "ticker", "trade", "fill", "", "ORDERBOOK_DELTA"]  # fmt: skip
 
 
+#: ForecastEx NO ask of the positive control: with Kalshi YES asked at 0.54–0.60 the
+#: Kalshi-YES + ForecastEx-NO pair costs at most 0.80 — an arbitrage after any fee.
+CONTROL_ASK = 2_000
+#: A valid book never shows more than this at one level (contracts × 100).
+MAX_SANE_QTY = 10_000_000 * 100
+
+
 @dataclass
 class FuzzStats:
     frames: int = 0
@@ -53,6 +60,9 @@ class FuzzStats:
     escaped: list[str] = field(default_factory=list)
     decisions: int = 0
     bad_decisions: int = 0
+    controls: int = 0  # valid arbitrage quotes mixed in (the positive control)
+    controls_found: int = 0  # decisions made while a control quote was the book
+    unexpected_decisions: int = 0  # decisions with no control quote in the book
     invariant_violations: list[str] = field(default_factory=list)
     bad_frames: int = 0
     gaps: int = 0
@@ -105,6 +115,11 @@ class Fuzzer:
             )
             if not ok or not self.ws.normalizer.is_valid(TICKER):
                 self.stats.bad_decisions += 1
+            fx_no = b.ladder(Venue.IBKR, Outcome.NO)
+            if fx_no.valid and fx_no.prices and fx_no.prices[0] == CONTROL_ASK:
+                self.stats.controls_found += 1
+            else:
+                self.stats.unexpected_decisions += 1
 
     # ------------------------------------------------------------------ frames
     def _next(self) -> int:
@@ -219,12 +234,23 @@ class Fuzzer:
             yes, no = n.book(TICKER)
             if any(q <= 0 for _, q in yes + no) or (yes and no and yes[0][0] + no[0][0] >= 10_000):
                 s.invariant_violations.append(f"valid but crossed/empty level: {yes[:2]} {no[:2]}")
+            if any(q > MAX_SANE_QTY for _, q in yes + no):
+                s.invariant_violations.append(f"valid with an absurd size: {yes[:2]} {no[:2]}")
 
     def ibkr(self) -> None:
         r = self.rng
         s = self.stats
         s.frames += 1
         s.ibkr_quotes += 1
+        if r.random() < 0.03:  # positive control: a real arbitrage the detector must find
+            s.controls += 1
+            yes = Ticker(contract=self.contracts[FX_YES])
+            yes.bid, yes.bidSize, yes.ask, yes.askSize = 0.10, 10.0, 0.85, 10.0
+            no = Ticker(contract=self.contracts[FX_NO])
+            no.bid, no.bidSize, no.ask, no.askSize = 0.10, 10.0, CONTROL_ASK / 10_000, 10.0
+            self.gw._on_pending({yes})
+            self.gw._on_pending({no})
+            return
         t = Ticker(contract=self.contracts[r.choice((FX_YES, FX_NO, FX_YES, FX_NO, 999))])
         if r.random() < 0.6:  # a sane quote: asks 0.75, far from any arb
             t.bid, t.bidSize, t.ask, t.askSize = 0.25, float(r.randint(1, 50)), 0.75, 10.0
@@ -285,11 +311,13 @@ def main() -> None:
         f"decisions {s.decisions} (on invalid books {s.bad_decisions}); invariant violations "
         f"{len(s.invariant_violations)}; bad frames {s.bad_frames}, gaps {s.gaps}, "
         f"IBKR bad quotes {s.ibkr_errors}; Kalshi frames meeting a valid book "
-        f"{s.frames_on_valid_book}"
+        f"{s.frames_on_valid_book}; positive controls {s.controls} (found "
+        f"{s.controls_found}, unexpected decisions {s.unexpected_decisions})"
     )
     for e in (s.escaped + s.invariant_violations)[:10]:
         print("  ", e)
-    sys.exit(1 if s.escaped or s.bad_decisions or s.decisions or s.invariant_violations else 0)
+    failed = s.escaped or s.bad_decisions or s.unexpected_decisions or s.invariant_violations
+    sys.exit(1 if failed or not s.controls_found else 0)
 
 
 if __name__ == "__main__":
