@@ -30,7 +30,7 @@ from arbkit.model import Money, Outcome
 
 from .rig import FX_NO, TICKER, Venues, default_config, n, symbol_map
 from .test_monitor_lifecycle import monitor, no_arb, rows, running, until
-from .test_monitor_order_truth import live_monitor, ready
+from .test_monitor_order_truth import live_monitor, one_execution, ready
 
 
 def config(**risk: Any) -> ExecutionConfig:
@@ -114,10 +114,7 @@ async def test_exposure_cap_holds_across_a_restart(
     async with running(monitor(venues, auth, db, locks, config=cfg)) as mon:
         await ready(mon)
         venues.arb_books()
-        assert mon.executor is not None
-        ex = mon.executor
-        await until(lambda: bool(ex.completed), 20, "the first execution")
-        assert ex.completed[0].state is ExecState.DONE
+        assert (await one_execution(mon, 20)).state is ExecState.DONE
         first = mon.snapshot().exposure
         assert 9_000_000 < first < 10_000_000, first
     no_arb(venues)
@@ -186,10 +183,9 @@ async def test_spent_capital_is_reread_so_no_leg_is_sent_unfunded(
     async with running(monitor(venues, auth, db, locks)) as mon:
         await ready(mon)
         venues.arb_books()
+        assert (await one_execution(mon, 20)).state is ExecState.DONE
         assert mon.executor is not None
         ex = mon.executor
-        await until(lambda: bool(ex.completed), 20, "the first execution")
-        assert ex.completed[0].state is ExecState.DONE
         venues.arb_books()  # the same opportunity again, fresh depth
         await until(
             lambda: any(
