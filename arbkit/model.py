@@ -304,6 +304,8 @@ class Opportunity:
     kalshi_book_ts_ns: int
     ibkr_book_ts_ns: int
     detected_ts_ns: int
+    # When the older leg's quote was last proven current (book/freshness.py); 0 = book ts.
+    quote_seen_ns: int = 0
 
     @property
     def contracts(self) -> int:

@@ -122,12 +122,16 @@ def test_invalid_or_stale_never_trades() -> None:
     book = _book({Outcome.YES: [(4000, 1000)]}, {Outcome.NO: [(5000, 1000)]})
     det = ArbitrageDetector(FeeModel(FeeParams()), DetectorParams(max_quote_age_ms=1000))
     assert det.evaluate(book, NOW_NS)
-    assert not det.evaluate(book, NOW_NS + 2_000_000_000)  # stale
-    assert det.evaluate(
-        book,
-        NOW_NS + 2_000_000_000,
-        {Venue.KALSHI: NOW_NS + 2_000_000_000, Venue.IBKR: NOW_NS + 1_500_000_000},
-    )
+    later = NOW_NS + 2_000_000_000
+    assert not det.evaluate(book, later)  # stale
+    # Kalshi's in-sequence stream vouches for its quiet book; ForecastEx's liveness
+    # (socket, heartbeats) never vouches for a quote (book/freshness.py).
+    alive = {Venue.KALSHI: later, Venue.IBKR: later}
+    assert not det.evaluate(book, later, alive)
+    for t in snapshot(Venue.IBKR, {Outcome.NO: [(5000, 1000)]}):
+        book.apply(replace(t, recv_ts_ns=later - 500_000_000))  # a re-request answered
+    [opp] = det.evaluate(book, later, alive)
+    assert opp.quote_seen_ns == later - 500_000_000  # the older proof of the two legs
     book.apply(NormalizedTick.reset("SYM", Venue.KALSHI, valid=False, recv_ts_ns=NOW_NS))
     book.apply(lvl(Venue.KALSHI, Outcome.YES, 4000, 1000))  # delta on an invalid book
     assert not det.evaluate(book, NOW_NS)
@@ -231,3 +235,57 @@ def test_replace_params_at_runtime() -> None:
     assert det.evaluate(book, NOW_NS)
     det.params = replace(det.params, min_edge_usd=80_000)
     assert not det.evaluate(book, NOW_NS)
+
+
+def test_kalshi_message_lagging_its_own_timestamp_is_stale() -> None:
+    """A Kalshi update that reached us later than max_venue_lag_ms after Kalshi stamped
+    it (ts_ms) is a backlog, not a quote: not fresh, however recently it arrived."""
+    det = ArbitrageDetector(FeeModel(FeeParams()), DetectorParams(max_venue_lag_ms=3_000))
+
+    def book_with_kalshi_lag(lag_ms: int) -> SymbolBook:
+        book = _book({Outcome.YES: [(4000, 1000)]}, {Outcome.NO: [(5000, 1000)]})
+        t = lvl(Venue.KALSHI, Outcome.YES, 4000, 1000)
+        book.apply(replace(t, venue_ts_ns=NOW_NS - lag_ms * 1_000_000, recv_ts_ns=NOW_NS))
+        return book
+
+    assert det.evaluate(book_with_kalshi_lag(2_999), NOW_NS)
+    assert not det.evaluate(book_with_kalshi_lag(3_001), NOW_NS)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    k=st.lists(st.tuples(st.integers(3000, 5500), st.integers(1, 30)), min_size=1, max_size=4),
+    f=st.lists(st.tuples(st.integers(3000, 5500), st.integers(1, 30)), min_size=1, max_size=4),
+    buffer=st.integers(0, 120),
+)
+def test_slippage_buffer_is_a_per_contract_cost_on_each_leg(
+    k: list[tuple[int, int]], f: list[tuple[int, int]], buffer: int
+) -> None:
+    """Sizing and expected profit with a buffer b per leg = those with ForecastEx's fee
+    raised by 2b (both are a constant cost per contract); fees reported stay the real ones."""
+    book = _book(
+        {Outcome.YES: [(p, s * 100) for p, s in k]}, {Outcome.NO: [(p, s * 100) for p, s in f]}
+    )
+    fx = FeeParams().forecastex_fee_per_contract_usd
+    with_buf = ArbitrageDetector(
+        FeeModel(FeeParams()), DetectorParams(slippage_buffer_usd_per_leg=buffer * 100)
+    ).evaluate(book, NOW_NS)
+    as_fee = ArbitrageDetector(
+        FeeModel(FeeParams(forecastex_fee_per_contract_usd=fx + 2 * buffer * 100)),
+        DetectorParams(),
+    ).evaluate(book, NOW_NS)
+    assert [(o.contracts, o.expected_profit) for o in with_buf] == [
+        (o.contracts, o.expected_profit) for o in as_fee
+    ]
+    for o in with_buf:
+        assert o.total_fees == o.kalshi.fee + o.ibkr.fee
+        assert o.ibkr.fee == FeeModel(FeeParams()).forecastex_fee(o.size)
+
+
+def test_book_depth_fraction_sizes_to_a_share_of_each_level() -> None:
+    book = _book({Outcome.YES: [(4000, 1000), (4100, 700)]}, {Outcome.NO: [(5000, 3000)]})
+    full = ArbitrageDetector(FeeModel(FeeParams()), DetectorParams()).evaluate(book, NOW_NS)
+    half = ArbitrageDetector(
+        FeeModel(FeeParams()), DetectorParams(book_depth_fraction=Decimal("0.5"))
+    ).evaluate(book, NOW_NS)
+    assert full[0].contracts == 17 and half[0].contracts == 8  # 5 + 3.5 → 8 whole

@@ -228,6 +228,9 @@ async def test_unhedgeable_trips_kill_switch_and_blocks() -> None:
     assert "kill switch" in rig.ex.check(rig.opportunity()).reason
     rig.ex.reset_kill_switch()
     rig.ex.state.last_execution_ns.clear()
+    # the symbol that failed waits cooldown_ms_after_failure before it trades again
+    assert "cooldown_ms_after_failure" in rig.ex.check(rig.opportunity()).reason
+    rig.ex.state.last_failure_ns.clear()
     assert rig.ex.check(rig.opportunity()).ok
 
 

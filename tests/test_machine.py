@@ -375,7 +375,14 @@ def test_money_rule_holds_on_every_path(
         opp.size,
         opp.expected_profit,
     )
-    params = replace(PARAMS, leg1_time_in_force=tif)
+    params = replace(
+        PARAMS,
+        leg1_time_in_force=tif,
+        # legging knobs: a partial leg 1 below the minimum goes straight to recovery; the
+        # naked-time bound may be tighter than the recovery window
+        min_partial_fill_contracts=data.draw(st.sampled_from([1, 4, 20]), label="min partial"),
+        max_unhedged_ms=data.draw(st.sampled_from([5_000, 300]), label="max_unhedged_ms"),
+    )
     m = mm.ExecutionMachine(ex, opp, spec, params, FEES, world.quote)
     world.run(m)
     assert m.done and ex.state.terminal
@@ -397,3 +404,46 @@ def test_money_rule_holds_on_every_path(
         assert exposure == 0, (ex.state, exposure, world.venue_positions(), ex.orders)
         assert not world.halted
         assert not working, working
+
+
+def _first_place_after_partial_leg1(params: ExecutionParams, filled_contracts: int) -> mm.Place:
+    """Drive one execution to a leg-1 partial fill; return the next order the machine sends."""
+    spec = make_spec("SYM", Outcome.YES)
+    opp = _opportunity(Outcome.YES)
+    ex = ExecutionRecord(
+        "ak-p", "SYM", opp.combo, Mode.LIVE, ExecState.INTENT, NOW_NS, NOW_NS, opp.size, 0
+    )
+    asks = {
+        (Venue.KALSHI, Outcome.NO): [(Price(5900), Qty(2000))],
+        (Venue.IBKR, spec.ibkr_equivalent(Outcome.NO)): [(Price(5000), Qty(2000))],
+    }
+    m = mm.ExecutionMachine(ex, opp, spec, params, FEES, lambda s, v, o: asks.get((v, o), []))
+    m.start(NOW_NS)
+    [leg1] = [c for c in m.on_event(mm.Journaled(0), NOW_NS) if isinstance(c, mm.Place)]
+    q = Qty(filled_contracts * 100)
+    res = OrderResult(
+        leg1.order.client_order_id,
+        "v1",
+        OrderState.CANCELLED,
+        leg1.order.requested_qty,
+        q,
+        Money(4000 * q),
+        FEES.kalshi_fee([(Price(4000), q)]),
+    )
+    [nxt] = [c for c in m.on_event(mm.Answered(res), NOW_NS + 1_000) if isinstance(c, mm.Place)]
+    return nxt
+
+
+def test_leg1_partial_below_min_partial_fill_goes_to_recovery_not_leg2() -> None:
+    """min_partial_fill_contracts: 2 contracts of a planned 10 are not sent as a
+    break-even leg 2; recovery takes the cheaper way back to flat."""
+    assert _first_place_after_partial_leg1(PARAMS, 2).order.leg is Leg.LEG2
+    small = replace(PARAMS, min_partial_fill_contracts=3)
+    assert _first_place_after_partial_leg1(small, 2).order.leg is Leg.HEDGE
+    assert _first_place_after_partial_leg1(small, 3).order.leg is Leg.LEG2
+
+
+def test_leg2_timeout_is_capped_by_max_unhedged_ms() -> None:
+    tight = replace(PARAMS, leg2_timeout_ms=1_500, max_unhedged_ms=300)
+    assert _first_place_after_partial_leg1(tight, 10).timeout_ms == 300
+    assert _first_place_after_partial_leg1(PARAMS, 10).timeout_ms == PARAMS.leg2_timeout_ms

@@ -158,3 +158,40 @@ async def test_who_may_change_the_trading_state() -> None:
         ("active", "halted", "limit"),
         ("halted", "active", "user"),
     ]
+
+
+def test_cooldown_after_failure_and_min_size() -> None:
+    from arbkit.config.execution_loader import ExecutionParams
+    from arbkit.execution.risk import RiskState, check_cooldown, check_min_size
+
+    limits = RiskLimits(symbol_cooldown_ms=0, cooldown_ms_after_failure=5_000)
+    st_ = RiskState()
+    assert check_cooldown("S", st_, limits, 10**18)[0]
+    st_.last_failure_ns["S"] = 10**18
+    ok, why = check_cooldown("S", st_, limits, 10**18 + 4_999_000_000)
+    assert not ok and "cooldown_ms_after_failure 5000" in why
+    assert check_cooldown("S", st_, limits, 10**18 + 5_000_000_000)[0]
+    assert check_cooldown("OTHER", st_, limits, 10**18)[0]
+    from .test_machine import _opportunity
+
+    opp = _opportunity(Outcome.YES)  # 10 contracts
+    ok, why = check_min_size(opp, ExecutionParams(min_partial_fill_contracts=11))
+    assert not ok and why == "10 contracts < min_partial_fill_contracts 11"
+    assert check_min_size(opp, ExecutionParams(min_partial_fill_contracts=10))[0]
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "fragment"),
+    [
+        ("detector", "book_depth_fraction", "0", "0 < x <= 1"),
+        ("detector", "book_depth_fraction", "1.5", "0 < x <= 1"),
+        ("detector", "slippage_buffer_usd_per_leg", "-0.01", "negative"),
+        ("execution", "min_partial_fill_contracts", 0, ">= 1"),
+        ("execution", "max_unhedged_ms", -1, "negative"),
+        ("risk", "cooldown_ms_after_failure", -5, "negative"),
+    ],
+)
+def test_legging_knobs_are_validated(section: str, key: str, value: object, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_execution_config({section: {key: value}}, "exec.toml")
+    assert f"{section}.{key}" in str(err.value) and fragment in str(err.value)

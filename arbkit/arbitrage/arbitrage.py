@@ -31,6 +31,7 @@ from bisect import bisect_left
 from collections.abc import Mapping
 
 from arbkit.arbitrage.fee_model import FeeModel, KalshiFeeSchedule
+from arbkit.book.freshness import quote_fresh, quote_seen_ns
 from arbkit.book.order_book import AskLadder, Combo, SymbolBook
 from arbkit.config.execution_loader import DetectorParams
 from arbkit.model import (
@@ -101,10 +102,18 @@ class _Walk:
         return self.cost[i] + (q - (self.ends[i - 1] if i else 0)) * self.prices[i]
 
 
-def _take_levels(ladder: AskLadder, max_price_excl: int, cap_qty: int) -> list[tuple[int, int]]:
+def _take_levels(
+    ladder: AskLadder,
+    max_price_excl: int,
+    cap_qty: int,
+    fraction: tuple[int, int] = (1, 1),
+) -> list[tuple[int, int]]:
     """Levels a profitable order could reach: all below ``max_price_excl``, then enough
     beyond it to complete the first whole contract priced entirely at/above it (its
-    marginal gross edge is ≤ 0, which ends the search), capped at ``cap_qty``."""
+    marginal gross edge is ≤ 0, which ends the search), capped at ``cap_qty``. Each
+    level counts at ``fraction`` (num, den) of its displayed size (``book_depth_fraction``:
+    other takers see the same depth), floored to the quantity unit."""
+    f_num, f_den = fraction
     out: list[tuple[int, int]] = []
     q = 0
     stop_at = cap_qty
@@ -115,6 +124,10 @@ def _take_levels(ladder: AskLadder, max_price_excl: int, cap_qty: int) -> list[t
         if q >= stop_at:
             break
         s = sizes[p]
+        if f_num != f_den:
+            s = s * f_num // f_den
+            if s <= 0:
+                continue
         out.append((p, s))
         q += s
     return out
@@ -149,16 +162,6 @@ class ArbitrageDetector:
             out.sort(key=lambda o: -o.expected_profit)
         return out
 
-    def _fresh(
-        self, lad: AskLadder, venue: Venue, now_ns: int, alive: Mapping[Venue, int] | None
-    ) -> bool:
-        if not lad.valid or not lad.prices:
-            return False
-        seen = lad.updated_ns
-        if alive is not None:
-            seen = max(seen, alive.get(venue, 0))
-        return now_ns - seen <= self.params.max_quote_age_ms * 1_000_000
-
     def evaluate_combo(
         self,
         book: SymbolBook,
@@ -169,8 +172,8 @@ class ArbitrageDetector:
         kl = book.ladder(Venue.KALSHI, combo.kalshi_outcome)
         fl = book.ladder(Venue.IBKR, combo.ibkr_outcome)
         if not (
-            self._fresh(kl, Venue.KALSHI, now_ns, venue_alive_ns)
-            and self._fresh(fl, Venue.IBKR, now_ns, venue_alive_ns)
+            quote_fresh(kl, Venue.KALSHI, now_ns, venue_alive_ns, self.params)
+            and quote_fresh(fl, Venue.IBKR, now_ns, venue_alive_ns, self.params)
         ):
             return None
         bk, bf = kl.prices[0], fl.prices[0]
@@ -182,17 +185,22 @@ class ArbitrageDetector:
         params = self.params
         sched = self.fee_model.kalshi_schedule(book.spec.kalshi_series)
         fx_fee = self.fee_model.forecastex_fee_per_contract
+        # The slippage buffer is a cost per contract on each leg: sized and reported
+        # after it (expected_profit is what is left once both buffers are paid).
+        buffers = 2 * params.slippage_buffer_usd_per_leg
+        per_contract = fx_fee + buffers
         min_edge = params.min_edge_usd
         num, den = sched.num, sched.den
         # Top-of-book bound on the best average edge (exact, fees unrounded = lower bound).
-        e1 = (MONEY_SCALE - QTY_SCALE * (bk + bf) - fx_fee) * den - num * QTY_SCALE * bk * (
+        e1 = (MONEY_SCALE - QTY_SCALE * (bk + bf) - per_contract) * den - num * QTY_SCALE * bk * (
             _TERM - bk
         )
         if e1 < min_edge * den or e1 <= 0:
             return None
         cap_qty = params.max_contracts_per_trade * QTY_SCALE
-        kw = _Walk(_take_levels(kl, PRICE_SCALE - bf, cap_qty), sched)
-        fw = _Walk(_take_levels(fl, PRICE_SCALE - bk, cap_qty), None)
+        frac = params.depth_fraction
+        kw = _Walk(_take_levels(kl, PRICE_SCALE - bf, cap_qty, frac), sched)
+        fw = _Walk(_take_levels(fl, PRICE_SCALE - bk, cap_qty, frac), None)
         q_cap = min(cap_qty, kw.total, fw.total) // QTY_SCALE * QTY_SCALE
         if q_cap < QTY_SCALE:
             return None
@@ -212,9 +220,9 @@ class ArbitrageDetector:
             seg = seg_end - q
             if q_gross < 0 and pk + pf >= PRICE_SCALE:
                 q_gross = q
-            s_e = (MONEY_SCALE - QTY_SCALE * (pk + pf) - fx_fee) * den - QTY_SCALE * num * pk * (
-                _TERM - pk
-            )
+            s_e = (
+                MONEY_SCALE - QTY_SCALE * (pk + pf) - per_contract
+            ) * den - QTY_SCALE * num * pk * (_TERM - pk)
             if q_peak < 0 and s_e <= 0:
                 q_peak = q
             slope_h = s_e - e_den
@@ -254,7 +262,7 @@ class ArbitrageDetector:
         def e_scaled(n: int) -> int:
             q = n * QTY_SCALE
             ck, tk, _, _ = kw.at(q)
-            return (n * (MONEY_SCALE - fx_fee) - ck - fw.cost_at(q)) * den - num * tk
+            return (n * (MONEY_SCALE - per_contract) - ck - fw.cost_at(q)) * den - num * tk
 
         def g(n: int) -> tuple[int, int, int, int, int, int, int]:
             q = n * QTY_SCALE
@@ -262,7 +270,8 @@ class ArbitrageDetector:
             fee_k = rk if sched.per_fill else sched.round_up(tk)
             cf, _, _, pf = fw.at(q)
             fee_f = n * fx_fee
-            return n * MONEY_SCALE - ck - cf - fee_k - fee_f, ck, cf, fee_k, fee_f, pk, pf
+            gv = n * (MONEY_SCALE - buffers) - ck - cf - fee_k - fee_f
+            return gv, ck, cf, fee_k, fee_f, pk, pf
 
         coupon_bps = self.fee_model.params.forecastex_coupon_apy_bps
         min_ann = params.min_annualized_return_bps
@@ -333,4 +342,8 @@ class ArbitrageDetector:
             kalshi_book_ts_ns=kl.updated_ns,
             ibkr_book_ts_ns=fl.updated_ns,
             detected_ts_ns=now_ns,
+            quote_seen_ns=min(
+                quote_seen_ns(kl, Venue.KALSHI, venue_alive_ns),
+                quote_seen_ns(fl, Venue.IBKR, venue_alive_ns),
+            ),
         )

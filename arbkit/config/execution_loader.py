@@ -28,6 +28,16 @@ class DetectorParams:
     max_notional_usd_per_trade: int = kind("usd", 500_000_000)
     min_annualized_return_bps: int = kind("int", 0)
     max_quote_age_ms: int = kind("int", 10_000)
+    # Kalshi stamps each message (ts_ms): one that reaches us later than this is stale.
+    max_venue_lag_ms: int = kind("int", 3_000)
+    # Legging risk: size to this share of the displayed depth (others see it too), and
+    # charge this much per contract per leg for slippage before calling it profit.
+    book_depth_fraction: Decimal = kind("decimal", Decimal(1))
+    slippage_buffer_usd_per_leg: int = kind("usd", 0)
+
+    @property
+    def depth_fraction(self) -> tuple[int, int]:
+        return self.book_depth_fraction.as_integer_ratio()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +62,8 @@ class RiskLimits:
     symbol_cooldown_ms: int = kind("int", 1_000)
     max_daily_realized_loss_usd: int = kind("usd", 100_000_000)
     max_consecutive_failures: int = kind("int", 3)
+    # After a failed execution (not DONE) the symbol waits this long before the next.
+    cooldown_ms_after_failure: int = kind("int", 5_000)
     # The trading day realized loss counts over: from hh:mm (24 h clock) in this zone.
     trading_day_tz: str = kind("str", "America/New_York")
     trading_day_start_hhmm: int = kind("int", 0)
@@ -75,6 +87,11 @@ class ExecutionParams:
     hedge_price_step_usd: int = kind("usd", 10_000)
     hedge_max_steps: int = kind("int", 5)
     recheck_leg2_quote: bool = kind("bool", True)
+    # A leg-1 fill smaller than this is not worth a second-leg order at break-even: the
+    # cheaper of completing and unwinding (recovery) takes it back to flat instead.
+    min_partial_fill_contracts: int = kind("int", 1)
+    # From leg 1's first fill: flat by then, or UNHEDGED and halted (after one recovery try).
+    max_unhedged_ms: int = kind("int", 5_000)
     # Kalshi as the SECOND leg (forecastex_first symbols): all or nothing.
     kalshi_second_leg_time_in_force: str = kind(
         "choice:fill_or_kill|immediate_or_cancel", "fill_or_kill"
@@ -116,7 +133,31 @@ def parse_execution_config(
         raise ConfigError(file, "source", "unknown setting")
     cfg = build(ExecutionConfig, data, file)
     _check_trading_day(cfg.risk, file)
+    _check_legging(cfg, file)
     return replace(cfg, source=str(file))
+
+
+def _check_legging(cfg: ExecutionConfig, file: str | Path) -> None:
+    d, e = cfg.detector, cfg.execution
+    if not Decimal(0) < d.book_depth_fraction <= Decimal(1):
+        raise ConfigError(
+            file,
+            "detector.book_depth_fraction",
+            f"{d.book_depth_fraction} is not a share of the book: use 0 < x <= 1 (0.5 = half)",
+        )
+    for where, value in (
+        ("detector.slippage_buffer_usd_per_leg", d.slippage_buffer_usd_per_leg),
+        ("risk.cooldown_ms_after_failure", cfg.risk.cooldown_ms_after_failure),
+        ("execution.max_unhedged_ms", e.max_unhedged_ms),
+    ):
+        if value < 0:
+            raise ConfigError(file, where, f"{value} is negative: use 0 or more")
+    if e.min_partial_fill_contracts < 1:
+        raise ConfigError(
+            file,
+            "execution.min_partial_fill_contracts",
+            f"{e.min_partial_fill_contracts}: use a whole number of contracts >= 1",
+        )
 
 
 def _check_trading_day(r: RiskLimits, file: str | Path) -> None:

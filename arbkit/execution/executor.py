@@ -25,11 +25,13 @@ from arbkit.arbitrage.fee_model import FeeModel
 from arbkit.config.execution_loader import ExecutionConfig
 from arbkit.config.loader import SymbolMap, SymbolSpec
 from arbkit.execution import risk
+from arbkit.execution.consumption import OwnFills
 from arbkit.execution.journal import (
     ExecState,
     ExecutionRecord,
     Journal,
     Leg,
+    LegOrderRecord,
 )
 from arbkit.execution.machine import (
     Answered,
@@ -133,8 +135,14 @@ class Executor:
         on_update: Callable[[ExecutionRecord], None] | None = None,
         on_state_change: StateChangeFn | None = None,
         on_alert: Callable[[str, str], None] | None = None,
+        own_fills: Mapping[Venue, OwnFills] | None = None,
+        raw_quote: QuoteFn | None = None,
     ) -> None:
         self.config = config
+        # Live: our taker fills, kept off ``quote`` until the venue's book shows them
+        # (``raw_quote`` is the book as published; ``quote`` is it net of ``own_fills``).
+        self.own_fills = own_fills
+        self.raw_quote = raw_quote
         self.mode = mode or config.mode
         self.symbols = symbol_map
         self.kalshi = kalshi
@@ -263,6 +271,9 @@ class Executor:
             if breach:
                 self.kill(reason)
             return Decision(False, reason, breach)
+        ok, reason = risk.check_min_size(opp, self.config.execution)
+        if not ok:
+            return Decision(False, reason)
         false_opp = self._false_opportunity(opp, spec)
         if false_opp:
             self.block_symbol(opp.symbol, false_opp)
@@ -473,6 +484,7 @@ class Executor:
             rec.client_order_id,
         )
         timeout_s = cmd.timeout_ms / 1000
+        shown = self._shown(rec)
         role = {Leg.LEG1: "leg1", Leg.LEG2: "leg2"}.get(rec.leg)
         if role is not None and f"{role}_submit" not in m.ex.stages_ns:
             m.ex.stages_ns[f"{role}_submit"] = self.clock()
@@ -499,7 +511,35 @@ class Executor:
             return PlaceAmbiguous(rec.client_order_id, f"{type(exc).__name__}: {exc}")
         if role is not None and res.sent_ns:
             m.ex.stages_ns[f"{role}_submit"] = res.sent_ns  # where the bytes left
+        if shown is not None and res.filled_qty:
+            self._consumed(rec, shown, res.filled_qty)
         return Answered(res)
+
+    def _shown(self, rec: LegOrderRecord) -> list[tuple[Price, Qty]] | None:
+        """The published levels our order can take (live with a ledger only)."""
+        if self.own_fills is None or self.raw_quote is None:
+            return None
+        return [
+            lv
+            for lv in self.raw_quote(rec.symbol, rec.venue, rec.outcome)
+            if lv[0] <= rec.limit_price
+        ]
+
+    def _consumed(self, rec: LegOrderRecord, shown: list[tuple[Price, Qty]], filled: int) -> None:
+        """A taker fill took the best levels it could reach, in price order. A level whose
+        published size already changed since we sent shows our trade: nothing to hold."""
+        assert self.own_fills is not None and self.raw_quote is not None
+        ledger = self.own_fills[rec.venue]
+        now_sizes = dict(self.raw_quote(rec.symbol, rec.venue, rec.outcome))
+        now = self.clock()
+        left = filled
+        for price, size in shown:
+            if left <= 0:
+                break
+            take = min(left, size)
+            left -= take
+            if now_sizes.get(price) == size:
+                ledger.take(rec.symbol, rec.outcome, price, take, size, now)
 
     async def _settle_costs(self, m: ExecutionMachine, inbox: asyncio.Queue[Event]) -> None:
         """Fills the venue counted but whose exact costs have not arrived: give the push
@@ -559,6 +599,8 @@ class Executor:
             self.state.consecutive_failures = 0
         elif m.failed:
             self.state.consecutive_failures += 1
+        if ex.state is not ExecState.DONE:  # FAILED, HEDGED, UNHEDGED, UNKNOWN
+            self.state.last_failure_ns[ex.symbol] = self.clock()
         if ex.realized_pnl < 0:  # losses only: locked arb profit is paid at settlement
             self._roll_day(self.clock())
             self.state.realized_pnl_today = Money(self.state.realized_pnl_today + ex.realized_pnl)

@@ -690,6 +690,14 @@ class ExecutionMachine:
             return
         pl = self.plan
         f1 = r.filled_qty
+        if f1 < self.p.min_partial_fill_contracts * QTY_SCALE:
+            self.ex.error = _join(
+                self.ex.error,
+                f"leg 1 filled {f1 / QTY_SCALE:g} < min_partial_fill_contracts "
+                f"{self.p.min_partial_fill_contracts}; recovering",
+            )
+            self._start_recovery(now, out)
+            return
         q2 = f1 - f1 % QTY_SCALE if pl.second_venue is Venue.IBKR else f1
         limit2 = 0
         if q2:
@@ -717,7 +725,7 @@ class ExecutionMachine:
             limit2,
             q2,
             self._tif_for(pl.second_venue, "second"),
-            self.p.leg2_timeout_ms,
+            max(1, min(self.p.leg2_timeout_ms, self.p.max_unhedged_ms)),
             now,
         )
         self.second = t
@@ -744,7 +752,12 @@ class ExecutionMachine:
         self.stage = Stage.RECOVERY
         self.ex.state = ExecState.HEDGING
         self.ex.stages_ns["hedge_start"] = now
-        self.recovery_deadline_ns = now + self.p.hedge_max_ms * 1_000_000
+        # Two bounds: the recovery window, and the time naked since leg 1 first filled.
+        naked_since = self.ex.stages_ns.get("leg1_fill") or now
+        self.recovery_deadline_ns = min(
+            now + self.p.hedge_max_ms * 1_000_000,
+            naked_since + self.p.max_unhedged_ms * 1_000_000,
+        )
         out.append(JournalState())
         self._recover(now, out)
 
@@ -763,13 +776,16 @@ class ExecutionMachine:
         if res == 0:
             self._finish(self._flat_state(), now, out)
             return
-        if now >= self.recovery_deadline_ns or self.recovery_attempt > self.p.hedge_max_steps:
+        # One recovery order is always tried, even when leg 2 used up the naked-time bound.
+        late = self.recovery_attempt > 0 and now >= self.recovery_deadline_ns
+        if late or self.recovery_attempt > self.p.hedge_max_steps:
             self.ex.error = _join(self.ex.error, f"{res / QTY_SCALE:g} contracts left unhedged")
             self._finish(
                 ExecState.UNHEDGED,
                 now,
                 out,
-                halt=f"{self.ex.execution_id}: unhedged exposure after {self.p.hedge_max_ms} ms",
+                halt=f"{self.ex.execution_id}: unhedged exposure past the bound "
+                f"(hedge_max_ms {self.p.hedge_max_ms}, max_unhedged_ms {self.p.max_unhedged_ms})",
             )
             return
         whole, frac = self._short()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
+from arbkit.execution.consumption import OwnFills
 from arbkit.execution.venue import (
     Fill,
     FillListener,
@@ -54,25 +55,14 @@ class PaperVenue:
         self._orders: dict[str, OrderResult] = {}
         self._fills: list[Fill] = []
         self._positions: dict[tuple[str, Outcome], int] = {}
-        self._taken: dict[tuple[str, Outcome, int], tuple[int, int]] = {}  # → (book size, taken)
+        self._taken = OwnFills(memory_ms=24 * 3_600_000)  # paper: until the book moves
         self.orders_received: dict[str, int] = {}
         self.reject_next: str | None = None  # test switch: reject the next order with reason
 
     def effective_levels(self, symbol: str, outcome: Outcome) -> list[tuple[Price, Qty]]:
         """The venue's ask ladder net of what this paper venue has already taken: what a
         real venue's book would show after our fills."""
-        out = []
-        for price, size in self._book_view(symbol, outcome):
-            avail = self._available(symbol, outcome, price, size)
-            if avail > 0:
-                out.append((price, Qty(avail)))
-        return out
-
-    def _available(self, symbol: str, outcome: Outcome, price: int, size: int) -> int:
-        seen = self._taken.get((symbol, outcome, price))
-        if seen is None or seen[0] != size:
-            return size
-        return size - seen[1]
+        return self._taken.net(symbol, outcome, self._book_view(symbol, outcome), self._clock())
 
     async def place_limit(self, req: OrderRequest, timeout_s: float) -> OrderResult:
         self.orders_received[req.client_order_id] = (
@@ -89,11 +79,12 @@ class PaperVenue:
         if self._whole and req.qty % QTY_SCALE:
             raise VenueError(f"{self.venue.value} trades whole contracts only")
         want: int = req.qty
+        now = self._clock()
         fills: list[tuple[Price, Qty]] = []
         for price, size in self._book_view(req.symbol, req.outcome):
             if price > req.limit_price or want <= 0:
                 break
-            avail = self._available(req.symbol, req.outcome, price, size)
+            avail = self._taken.available(req.symbol, req.outcome, price, size, now)
             take = min(avail, want)
             if self._whole:
                 take -= take % QTY_SCALE
@@ -106,11 +97,7 @@ class PaperVenue:
         # commit taken liquidity against the book sizes seen now
         book = dict(self._book_view(req.symbol, req.outcome))
         for price, q in fills:
-            key = (req.symbol, req.outcome, price)
-            size = book[price]
-            seen = self._taken.get(key)
-            prev = seen[1] if seen is not None and seen[0] == size else 0
-            self._taken[key] = (size, prev + q)
+            self._taken.take(req.symbol, req.outcome, price, q, book[price], now)
         state = OrderState.FILLED if filled == req.qty else OrderState.CANCELLED
         return self._store(req, state, fills, "" if filled else "no liquidity at limit")
 

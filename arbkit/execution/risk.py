@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from arbkit.config.execution_loader import DetectorParams, RiskLimits
+from arbkit.book.freshness import check_quote_age_ns
+from arbkit.config.execution_loader import DetectorParams, ExecutionParams, RiskLimits
 from arbkit.config.execution_loader import usd_text as usd
 from arbkit.config.loader import SymbolSpec
 from arbkit.model import (
@@ -54,6 +55,7 @@ class RiskState:
     cost_basis: dict[PositionKey, Money] = field(default_factory=dict)
     open_executions: int = 0
     last_execution_ns: dict[str, int] = field(default_factory=dict)
+    last_failure_ns: dict[str, int] = field(default_factory=dict)  # ended not DONE
     realized_pnl_today: Money = Money(0)  # negative is a loss
     trading_day_start_ns: int = 0  # what realized_pnl_today counts from
     consecutive_failures: int = 0
@@ -208,11 +210,9 @@ def check_min_edge(opp: Opportunity, p: DetectorParams) -> Check:
 
 
 def check_quote_age(opp: Opportunity, p: DetectorParams, now_ns: int) -> Check:
-    oldest = min(opp.kalshi_book_ts_ns, opp.ibkr_book_ts_ns)
-    age_ms = (now_ns - oldest) // 1_000_000
-    if age_ms > p.max_quote_age_ms:
-        return False, f"quote {age_ms} ms old > max_quote_age_ms {p.max_quote_age_ms}"
-    return OK
+    """The detector's rule (book/freshness.py) again at send time, on the same proof."""
+    seen = opp.quote_seen_ns or min(opp.kalshi_book_ts_ns, opp.ibkr_book_ts_ns)
+    return check_quote_age_ns(seen, now_ns, p)
 
 
 def check_time_to_close(close_ts_ns: int, limits: RiskLimits, now_ns: int) -> Check:
@@ -256,6 +256,21 @@ def check_cooldown(symbol: str, state: RiskState, limits: RiskLimits, now_ns: in
     last = state.last_execution_ns.get(symbol)
     if last is not None and now_ns - last < limits.symbol_cooldown_ms * 1_000_000:
         return False, f"{symbol} in cooldown (symbol_cooldown_ms {limits.symbol_cooldown_ms})"
+    failed = state.last_failure_ns.get(symbol)
+    if failed is not None and now_ns - failed < limits.cooldown_ms_after_failure * 1_000_000:
+        return False, (
+            f"{symbol} in cooldown after a failed execution "
+            f"(cooldown_ms_after_failure {limits.cooldown_ms_after_failure})"
+        )
+    return OK
+
+
+def check_min_size(opp: Opportunity, p: ExecutionParams) -> Check:
+    """Below ``min_partial_fill_contracts`` even a full fill is not worth the legging."""
+    if opp.contracts < p.min_partial_fill_contracts:
+        return False, (
+            f"{opp.contracts} contracts < min_partial_fill_contracts {p.min_partial_fill_contracts}"
+        )
     return OK
 
 

@@ -6,16 +6,19 @@ loop without nest_asyncio. TWS / IB Gateway ports: 7497 (TWS paper), 7496 (TWS l
 4002 (Gateway paper), 4001 (Gateway live).
 
 Safety: while disconnected every mapped book is marked invalid; a contract that stays
-silent past ``stale_after_ms`` is re-requested and, if still silent after
-``stale_grace_ms``, marked invalid until its next quote. A heartbeat (reqCurrentTime)
-that goes unanswered forces a reconnect; an answered one refreshes
-``health.last_message_ns``, the venue-alive time for quiet ForecastEx books.
+silent past ``stale_after_ms`` is re-requested (a probe: TWS answers a new subscription
+with the current top of book, which refreshes that quote) and, if still silent after
+``stale_grace_ms``, marked invalid until its next quote. TWS's connectivity and farm
+codes (``FEED_STATUS``) invalidate every book while market data cannot be trusted. A
+heartbeat (reqCurrentTime) that goes unanswered forces a reconnect; an answered one
+proves the socket only, never a quote (book/freshness.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
 import math
@@ -38,6 +41,33 @@ EXCHANGE = "FORECASTX"
 RIGHT_OF = {Outcome.YES: "C", Outcome.NO: "P"}  # ForecastEx: YES = call, NO = put
 CACHE_VERSION = 1
 PAPER_PORTS = {"tws": 7497, "gateway": 4002}
+
+
+class Feed(enum.Enum):
+    """What a TWS status code says about market data (../shared/reference/ibkr.md)."""
+
+    LOST = "lost"  # 1100: connectivity to IB lost
+    RESTORED = "restored"  # 1101 (data lost) / 1102 (data kept): resubscribe either way
+    FARM_DOWN = "farm_down"  # 2103: a market data farm broken
+    FARM_UP = "farm_up"  # 2104 OK, 2108 inactive but available on demand
+    BLOCKED = "blocked"  # 10197: no market data during a competing live session
+    INFO = "info"  # HMDS / sec-def farms (2105-2107, 2157, 2158): no live quotes ride on them
+
+
+FEED_STATUS: dict[int, Feed] = {
+    1100: Feed.LOST,
+    1101: Feed.RESTORED,
+    1102: Feed.RESTORED,
+    2103: Feed.FARM_DOWN,
+    2104: Feed.FARM_UP,
+    2108: Feed.FARM_UP,
+    10197: Feed.BLOCKED,
+    2105: Feed.INFO,
+    2106: Feed.INFO,
+    2107: Feed.INFO,
+    2157: Feed.INFO,
+    2158: Feed.INFO,
+}
 
 OnTicks = Callable[[list[NormalizedTick]], None]
 OnRaw = Callable[[dict[str, Any], int], None]
@@ -135,7 +165,7 @@ class IbkrGateway:
         account: str | None = None,
         on_raw: OnRaw | None = None,
         cache_path: Path | None = Path("data/contracts_cache.json"),
-        stale_after_ms: int = 60_000,
+        stale_after_ms: int = 5_000,
         stale_grace_ms: int = 2_000,
         reconnect_initial_ms: int = 250,
         reconnect_max_ms: int = 30_000,
@@ -178,6 +208,8 @@ class IbkrGateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_contract_req = 0.0
         self._errors_seen = 0
+        self._farms_down: set[str] = set()
+        self._link_lost = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -188,6 +220,7 @@ class IbkrGateway:
         self._up = asyncio.Event()
         self.ib.pendingTickersEvent += self._on_pending
         self.ib.disconnectedEvent += self._on_disconnected
+        self.ib.errorEvent += self._on_status
         try:
             await self._connect_once()
         except BaseException:
@@ -216,6 +249,53 @@ class IbkrGateway:
             self.ib.pendingTickersEvent -= self._on_pending
         with contextlib.suppress(ValueError):
             self.ib.disconnectedEvent -= self._on_disconnected
+        with contextlib.suppress(ValueError):
+            self.ib.errorEvent -= self._on_status
+
+    @property
+    def data_ok(self) -> bool:
+        """TWS has not told us market data is down (1100, 2103 not yet cleared)."""
+        return not self._link_lost and not self._farms_down
+
+    def _bump(self, key: str) -> None:
+        self.health.extra[key] = self.health.extra.get(key, 0) + 1
+
+    def _on_status(self, req_id: int, code: int, text: str, contract: Any = None) -> None:
+        """Connectivity and farm codes: a quote is only fresh while its farm is OK."""
+        feed = FEED_STATUS.get(code)
+        if feed is None or feed is Feed.INFO:
+            return
+        now = time.time_ns()
+        farm = text.rsplit(":", 1)[-1].strip() if ":" in text else "?"
+        was_ok = self.data_ok
+        if feed is Feed.LOST:
+            self._link_lost = True
+        elif feed is Feed.RESTORED:
+            self._link_lost = False
+        elif feed is Feed.FARM_DOWN:
+            self._farms_down.add(farm)
+        elif feed is Feed.FARM_UP:
+            self._farms_down.discard(farm)
+        elif feed is Feed.BLOCKED:
+            self._bump("market_data_blocked")
+            con_id = getattr(contract, "conId", 0) or 0
+            log.warning("ibkr: %s %s (conId %s): quotes unusable", code, text, con_id or "all")
+            ticks = (
+                self.normalizer.on_stale(con_id, now)
+                if con_id in self.normalizer.con_id_map
+                else self.normalizer.invalidate_all(now)
+            )
+            self._emit(ticks)
+            return
+        self.health.extra["market_data_down"] = 0 if self.data_ok else 1
+        if was_ok and not self.data_ok:
+            self._bump("market_data_outages")
+            log.warning("ibkr: %s %s: every ForecastEx book invalid until it recovers", code, text)
+            self._emit(self.normalizer.invalidate_all(now))
+        elif (not was_ok and self.data_ok) or feed is Feed.RESTORED:
+            log.info("ibkr: %s %s: market data back; resubscribing", code, text)
+            if self.ib.isConnected():
+                self._subscribe_all(renew=True)
 
     @property
     def connected(self) -> bool:
@@ -317,6 +397,7 @@ class IbkrGateway:
                 if now - probe >= grace:
                     self._stale.add(con_id)
                     self._probe_ns.pop(con_id, None)
+                    self.health.resyncs += 1
                     log.warning("ibkr: conId %s silent; marking its book invalid", con_id)
                     self._emit(self.normalizer.on_stale(con_id, now))
             elif now - self._last_quote_ns.get(con_id, now) >= limit:
@@ -328,7 +409,7 @@ class IbkrGateway:
         c = self.contract_objs.get(con_id)
         if c is None or not self.ib.isConnected():
             return
-        self.health.resyncs += 1
+        self._bump("quote_probes")
         self.ib.cancelMktData(c)
         self._tickers[con_id] = self.ib.reqMktData(c, "", False, False)
 
@@ -443,12 +524,15 @@ class IbkrGateway:
 
     # ------------------------------------------------------------------ market data
 
-    def _subscribe_all(self) -> None:
+    def _subscribe_all(self, *, renew: bool = False) -> None:
+        """Subscribe every contract; ``renew`` cancels first (the answer is a fresh top)."""
         now = time.time_ns()
         self._stale.clear()
         self._probe_ns.clear()
         for con_id, c in self.contract_objs.items():
             self._last_quote_ns[con_id] = now
+            if renew and con_id in self._tickers:
+                self.ib.cancelMktData(c)
             self._tickers[con_id] = self.ib.reqMktData(c, "", False, False)
 
     def _emit(self, ticks: list[NormalizedTick]) -> None:
@@ -466,6 +550,9 @@ class IbkrGateway:
             c = t.contract
             con_id = c.conId if c is not None else 0
             if con_id not in normalizer.con_id_map:
+                continue
+            if not self.data_ok:  # TWS said the farm is down: nothing it shows is current
+                self._bump("quotes_ignored_feed_down")
                 continue
             self.health.ticks += 1
             self.health.last_message_ns = now

@@ -123,6 +123,7 @@ class KalshiOrderClient:
         self.exists_lookup_timeout_s = exists_lookup_timeout_s
         self._known: dict[str, _Known] = {}  # client_order_id → what we know
         self._coid_of: dict[str, str] = {}  # order_id → client_order_id
+        self.balance_breakdown: dict[int, Money] = {}  # exchange_index → balance, last read
         self._stream_fills: dict[str, dict[str, Fill]] = {}  # order_id → trade_id → fill
         self._stream_orders: dict[str, OrderResult] = {}  # order_id → latest user_order
         self._fill_listeners: list[FillListener] = []
@@ -512,8 +513,11 @@ class KalshiOrderClient:
         return out
 
     async def balance(self) -> Money:
+        """The spendable balance (kalshi_rest.Balance.spendable); shards kept for display."""
         with _venue_errors("balance"):
-            return (await self.rest.get_balance()).balance
+            got = await self.rest.get_balance()
+        self.balance_breakdown = dict(got.balance_breakdown)
+        return got.spendable
 
     async def positions(self) -> dict[tuple[str, Outcome], Qty]:
         """Kalshi reports one signed position per market (+YES / −NO): netted."""

@@ -301,6 +301,8 @@ class Balance:
     balance: Money
     portfolio_value_cents: int
     updated_ts: int
+    # balance_breakdown: the available balance per exchange shard (exchange_index)
+    balance_breakdown: tuple[tuple[int, Money], ...] = ()
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Balance:
@@ -308,7 +310,20 @@ class Balance:
             bal = parse_money(d["balance_dollars"], "balance_dollars")
         else:
             bal = Money(int(d["balance"]) * 10_000)
-        return cls(bal, int(d.get("portfolio_value") or 0), int(d.get("updated_ts") or 0))
+        shards = tuple(
+            (int(b["exchange_index"]), parse_money(b["balance"], "balance_breakdown.balance"))
+            for b in d.get("balance_breakdown") or ()
+        )
+        return cls(bal, int(d.get("portfolio_value") or 0), int(d.get("updated_ts") or 0), shards)
+
+    @property
+    def spendable(self) -> Money:
+        """What one order can be sure to use. An order spends on its market's shard, and a
+        market does not say which shard it is on, so the safe reading is the smallest
+        shard's balance (never more than the total)."""
+        if not self.balance_breakdown:
+            return self.balance
+        return Money(min(self.balance, *(b for _, b in self.balance_breakdown)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from arbkit.arbitrage.fee_model import FeeModel
 from arbkit.arbitrage.pipeline import DetectionPipeline, EpisodeEnd, SpreadSample
 from arbkit.config.execution_loader import ExecutionConfig, check_live_allowed
 from arbkit.config.loader import SymbolMap
+from arbkit.execution.consumption import OwnFills
 from arbkit.execution.executor import Decision, Executor, Reservation
 from arbkit.execution.journal import AuditRecord, ExecutionRecord, Journal, MemoryJournal
 from arbkit.execution.machine import execution_bound_ms
@@ -155,6 +156,9 @@ class MonitorSnapshot:
     blocked_symbols: dict[str, str] = field(default_factory=dict)
     exposure: Money = Money(0)
     balances: dict[str, Money | None] = field(default_factory=dict)
+    # Capital tied up until settlement: cost basis of the positions held, per venue.
+    committed: dict[str, Money] = field(default_factory=dict)
+    kalshi_balance_breakdown: dict[int, Money] = field(default_factory=dict)  # per shard
 
 
 @dataclass(slots=True)
@@ -206,6 +210,8 @@ class ArbitrageMonitor:
         )
         self.latency = StageLatency()
         self.counters = Counters()
+        self._kalshi_in_time = True  # last Kalshi message within max_venue_lag_ms
+        self.own_fills = {Venue.KALSHI: OwnFills(), Venue.IBKR: OwnFills()}
         self.recent_opportunities: deque[OpportunityView] = deque(maxlen=200)
         self.recent_executions: deque[ExecutionRecord] = deque(maxlen=200)
         self.episode_durations_ms: deque[float] = deque(maxlen=10_000)
@@ -329,6 +335,9 @@ class ArbitrageMonitor:
             account=ie.account,
             on_raw=self._record_ibkr if self.capture is not None else None,
             cache_path=ie.cache_path,
+            # A quiet contract is re-requested well inside the quote-age bound, so a
+            # healthy quiet book stays fresh and a frozen one is caught.
+            stale_after_ms=max(50, min(5_000, self.config.detector.max_quote_age_ms // 2)),
         )
         kalshi_client, ibkr_client = self._venue_clients(self.config.mode)
         self.executor = Executor(
@@ -338,6 +347,8 @@ class ArbitrageMonitor:
             ibkr_client,
             journal,
             quote=self._paper_quote(kalshi_client, ibkr_client),
+            own_fills=None if self._paper(kalshi_client, ibkr_client) else self.own_fills,
+            raw_quote=lambda s, v, o: self._view(v)(s, o),
             clock=self.clock,
             on_update=self._on_execution_update,
             on_state_change=self._on_state_change,
@@ -657,11 +668,17 @@ class ArbitrageMonitor:
     def _paper_quote(
         self, kalshi: VenueOrderClient, ibkr: VenueOrderClient
     ) -> Callable[[str, Venue, Outcome], list[tuple[Price, Qty]]]:
-        """Live: the book as the venues publish it. Paper: net of our own paper fills."""
+        """The book as the venue will show it once our fills land: paper venues net their
+        own fills; live, the published book net of ``own_fills`` (execution/consumption.py)."""
         if isinstance(kalshi, PaperVenue) and isinstance(ibkr, PaperVenue):
             paper = {Venue.KALSHI: kalshi, Venue.IBKR: ibkr}
             return lambda s, v, o: paper[v].effective_levels(s, o)
-        return lambda s, v, o: self._view(v)(s, o)
+        own = self.own_fills
+        return lambda s, v, o: own[v].net(s, o, self._view(v)(s, o), self.clock())
+
+    @staticmethod
+    def _paper(kalshi: VenueOrderClient, ibkr: VenueOrderClient) -> bool:
+        return isinstance(kalshi, PaperVenue) and isinstance(ibkr, PaperVenue)
 
     async def stop(self) -> None:
         """Stop means stop: no execution starts once this begins; running ones get a bound
@@ -772,7 +789,10 @@ class ArbitrageMonitor:
         """Called synchronously by a gateway per venue message. Must never raise."""
         try:
             now = self.clock()
-            self.pipeline.mark_alive(venue, now)
+            if venue is Venue.KALSHI:
+                self._kalshi_in_time = self._lag_ok(ticks)
+            if venue is not Venue.KALSHI or self._kalshi_in_time:
+                self.pipeline.mark_alive(venue, now)
             self.counters.ticks += len(ticks)
             self.counters.batches += 1
             res = self.pipeline.on_ticks(ticks, now)
@@ -890,18 +910,26 @@ class ArbitrageMonitor:
         while True:
             await asyncio.sleep(0.25)
             now = self.clock()
-            for venue, alive in (
-                (Venue.KALSHI, self._kalshi_alive()),
-                (Venue.IBKR, self._ibkr_alive()),
-            ):
-                if alive:
-                    self.pipeline.mark_alive(venue, now)
+            # Only Kalshi's in-sequence, in-time stream vouches for quiet books; a
+            # ForecastEx quote vouches for itself (book/freshness.py).
+            if self._kalshi_alive() and self._kalshi_in_time:
+                self.pipeline.mark_alive(Venue.KALSHI, now)
             res = self.pipeline.reevaluate_all(now)
             self.episode_starts.extend(res.started)
             for opp in res.decide:
                 self._decide(opp)
             for end in res.ended:
                 self._episode_end(end)
+
+    def _lag_ok(self, ticks: list[NormalizedTick]) -> bool:
+        """Kalshi stamped these within ``max_venue_lag_ms`` of their arrival (freshness.py)."""
+        bound = self.config.detector.max_venue_lag_ms * 1_000_000
+        for t in ticks:
+            if t.venue_ts_ns > 0 and t.recv_ts_ns - t.venue_ts_ns > bound:
+                x = self.counters.extra
+                x["kalshi_lagged_messages"] = x.get("kalshi_lagged_messages", 0) + 1
+                return False
+        return True
 
     def _kalshi_alive(self) -> bool:
         """Market data AND (live) the user stream: without it a fill could go unseen."""
@@ -1050,6 +1078,14 @@ class ArbitrageMonitor:
                 {v.value: None if b is None else Money(b) for v, b in ex.balances.items()}
                 if ex is not None
                 else {}
+            ),
+            committed=(
+                {v.value: ex.state.exposure_by(v) for v in (Venue.KALSHI, Venue.IBKR)}
+                if ex is not None
+                else {}
+            ),
+            kalshi_balance_breakdown=(
+                dict(self.kalshi_orders.balance_breakdown) if self.kalshi_orders else {}
             ),
         )
 

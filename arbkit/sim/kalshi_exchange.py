@@ -206,6 +206,7 @@ class KalshiExchange:
         max_queue_frames: int = 100_000,
     ) -> None:
         self.host = host
+        self._shards: dict[str, dict[int, Money]] = {}  # key → balance on shards >= 1
         self.max_queue_frames = max_queue_frames
         self._port = port
         self.max_clock_skew_ms = max_clock_skew_ms
@@ -307,6 +308,18 @@ class KalshiExchange:
 
     def fund(self, key_id: str, amount: Money) -> None:
         self.engine.account(key_id).balance += amount
+
+    def set_shards(self, key_id: str, other_shards: dict[int, Money]) -> None:
+        """Put part of the balance on other exchange shards (indexes >= 1): the markets
+        here trade on shard 0, so that part cannot pay for their orders."""
+        self._shards[key_id] = dict(other_shards)
+
+    def _breakdown(self, key_id: str) -> list[dict[str, Any]]:
+        total = self.engine.account(key_id).balance
+        others = self._shards.get(key_id, {})
+        rows = [{"exchange_index": 0, "balance": money_str(Money(total - sum(others.values())))}]
+        rows += [{"exchange_index": i, "balance": money_str(b)} for i, b in sorted(others.items())]
+        return rows
 
     def add_market(
         self,
@@ -1054,7 +1067,7 @@ class KalshiExchange:
                 "balance_dollars": money_str(acct.balance),
                 "portfolio_value": (acct.balance + exposure) // _MONEY_PER_CENT,
                 "updated_ts": self.clock_ns() // 1_000_000_000,
-                "balance_breakdown": [{"exchange_index": 0, "balance": money_str(acct.balance)}],
+                "balance_breakdown": self._breakdown(request[USER]),
             }
         )
 

@@ -279,6 +279,21 @@ class TwsServer:
             for con_id in list(self._subs):
                 self._publish(con_id, force=True)
 
+    def send_status(self, code: int, text: str, req_id: int = -1) -> None:
+        """A TWS status "error" to every connected client (1100/1102, 2103/2104, 10197)."""
+        for s in list(self._sessions):
+            if s.started:
+                s.send(w.error(s.sv, req_id, code, text))
+
+    def set_farm(self, ok: bool, farm: str = "usfarm") -> None:
+        """The market data farm breaks (2103, quotes stop) or comes back (2104, resent)."""
+        if ok:
+            self.send_status(2104, f"Market data farm connection is OK:{farm}")
+            self.pause_ticks(False)
+        else:
+            self.pause_ticks(True)
+            self.send_status(2103, f"Market data farm connection is broken:{farm}")
+
     def mute(self, muted: bool = True) -> None:
         """A hung TWS: sockets stay open, requests go unanswered (ticks stop too)."""
         self.muted = muted

@@ -155,12 +155,42 @@ async def test_silent_feed_goes_stale_then_recovers(tws: TwsServer) -> None:
         # a quiet but live market: the re-request brings a fresh snapshot, no invalid blip
         await asyncio.sleep(0.4)
         assert last_ask(sink, "FED-DEC", Outcome.YES) == (Price(4800), Qty(800))
-        assert gw.health.resyncs >= 1
+        assert gw.health.extra["quote_probes"] >= 1 and gw.health.resyncs == 0
         tws.pause_ticks()
         await until(lambda: last_ask(sink, "FED-DEC", Outcome.YES) == "invalid")
         assert gw.normalizer.stale_resets >= 1
         tws.pause_ticks(False)
         await until(lambda: last_ask(sink, "FED-DEC", Outcome.YES) == (Price(4800), Qty(800)))
+    finally:
+        await gw.stop()
+
+
+async def test_farm_and_connectivity_codes_invalidate_then_resubscribe(tws: TwsServer) -> None:
+    """TWS's own word beats the socket: 2103/1100/10197 invalidate at once (no probe
+    needed: the silence probe is set to a minute), 2104/1102 bring a fresh top back."""
+    sink = TickSink()
+    gw = gateway(tws, sink, None, stale_after_ms=60_000)
+    await gw.start()
+    try:
+        fresh = (Price(4800), Qty(800))
+        await until(lambda: last_ask(sink, "FED-DEC", Outcome.YES) == fresh)
+        tws.set_farm(False)
+        await until(lambda: last_ask(sink, "FED-DEC", Outcome.YES) == "invalid")
+        assert not gw.data_ok and gw.connected  # the socket is up; the data is not
+        assert gw.health.extra["market_data_outages"] == 1
+        tws.send_status(2106, "HMDS data farm connection is OK:ushmds")  # another farm
+        await asyncio.sleep(0.1)
+        assert last_ask(sink, "FED-DEC", Outcome.YES) == "invalid"
+        tws.set_farm(True)
+        await until(lambda: last_ask(sink, "FED-DEC", Outcome.YES) == fresh)
+        assert gw.data_ok
+        tws.send_status(1100, "Connectivity between IB and Trader Workstation has been lost.")
+        await until(lambda: last_ask(sink, "FED-DEC", Outcome.YES) == "invalid")
+        tws.send_status(1102, "Connectivity restored - data maintained.")
+        await until(lambda: last_ask(sink, "FED-DEC", Outcome.YES) == fresh)
+        tws.send_status(10197, "No market data during competing live session")
+        await until(lambda: last_ask(sink, "FED-DEC", Outcome.YES) == "invalid")
+        assert gw.health.extra["market_data_blocked"] == 1
     finally:
         await gw.stop()
 

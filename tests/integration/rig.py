@@ -79,7 +79,9 @@ def n(contracts: int) -> Qty:
 def default_config(**execution: Any) -> ExecutionConfig:
     return ExecutionConfig(
         mode=Mode.LIVE,
-        risk=RiskLimits(symbol_cooldown_ms=0, max_consecutive_failures=1_000),
+        risk=RiskLimits(
+            symbol_cooldown_ms=0, cooldown_ms_after_failure=0, max_consecutive_failures=1_000
+        ),
         execution=ExecutionParams(**{"leg2_timeout_ms": 400, **execution}),
     )
 

@@ -17,6 +17,7 @@ Each probe restarts the monitor on the same database and asserts what the venues
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -170,6 +171,41 @@ async def test_daily_loss_is_rebuilt_from_the_journal_after_a_restart(
     ]
 
 
+async def test_yesterdays_loss_does_not_count_after_the_day_boundary(
+    venues: Venues, auth: KalshiAuth, tmp_path: Path
+) -> None:
+    """The same loss as above, but journaled before today's trading-day boundary (its
+    rows moved back 24 h, as if the session had ended yesterday): after the user lifts
+    the halt, a restart counts nothing for today and trades. The control is the test
+    above, where the same loss today halts the restart."""
+    db, locks = tmp_path / "risk.sqlite", tmp_path / "locks"
+    cfg = config(max_daily_realized_loss_usd=10_000, trading_day_tz="UTC")
+    cfg = replace(cfg, execution=replace(cfg.execution, min_residual_edge_usd=1_000_000))
+    no_arb(venues)
+    async with running(monitor(venues, auth, db, locks, config=cfg)) as mon:
+        await ready(mon)
+        venues.tws.reject_next_order()
+        venues.arb_books()
+        assert mon.executor is not None
+        ex = mon.executor
+        await until(lambda: mon.kill_switch, 20, "the daily-loss halt")
+        assert ex.completed[0].realized_pnl < 0
+    day_ns = 86_400 * 1_000_000_000
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE arb_executions SET created_ns = created_ns - ?", (day_ns,))
+    code, _, _ = await cli("state", "--db", str(db), "--resume", "new day")
+    assert code == 0
+    posts = kalshi_orders(venues)
+    no_arb(venues)
+    async with running(monitor(venues, auth, db, locks, config=cfg)) as mon:
+        await ready(mon)
+        assert mon.trading_state is TradingState.ACTIVE
+        venues.arb_books()
+        assert (await one_execution(mon, 20)).state is ExecState.DONE
+    assert kalshi_orders(venues) == posts + 1
+    assert venues.fx_positions() == {FX_NO: 10}
+
+
 async def test_spent_capital_is_reread_so_no_leg_is_sent_unfunded(
     venues: Venues, auth: KalshiAuth, tmp_path: Path
 ) -> None:
@@ -198,6 +234,31 @@ async def test_spent_capital_is_reread_so_no_leg_is_sent_unfunded(
     assert kalshi_orders(venues) == 1
     assert venues.kalshi_positions() == {(TICKER, Outcome.YES): n(10)}
     assert venues.fx_positions() == {FX_NO: 10}
+
+
+async def test_kalshi_shard_balances_fund_no_order_beyond_the_smallest_shard(
+    venues: Venues, auth: KalshiAuth, tmp_path: Path
+) -> None:
+    """Kalshi's balance_breakdown: $100,000 in total, but shard 0 (where these markets
+    trade) holds $0.30. The total would fund the ~$4.21 leg 1; the shard cannot. Refused
+    before anything is sent, and the snapshot shows the shards."""
+    total = venues.exchange.engine.account(venues.key_id).balance
+    venues.exchange.set_shards(venues.key_id, {1: Money(total - 300_000)})
+    no_arb(venues)
+    async with running(monitor(venues, auth, tmp_path / "s.sqlite", tmp_path / "l")) as mon:
+        await ready(mon)
+        snap = mon.snapshot()
+        assert snap.kalshi_balance_breakdown == {0: Money(300_000), 1: Money(total - 300_000)}
+        assert snap.balances["kalshi"] == Money(300_000)
+        venues.arb_books()
+        await until(
+            lambda: any(
+                "insufficient kalshi balance" in o.reason for o in mon.recent_opportunities
+            ),
+            10,
+            "the opportunity the shard cannot fund refused",
+        )
+    assert kalshi_orders(venues) == 0 and venues.tws.orders_received == 0
 
 
 def mispriced_books(venues: Venues) -> None:
