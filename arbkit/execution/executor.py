@@ -80,6 +80,7 @@ from arbkit.model import (
     Qty,
     Venue,
 )
+from arbkit.normalizers.market_status import MarketClock
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,9 @@ class Executor:
         self.clock = clock
         self.id_prefix = id_prefix
         self.close_ts_ns = dict(close_ts_ns or {})
+        # What the venues say about each market (state, real close times); the monitor
+        # keeps them current from REST, the lifecycle channel and contract details.
+        self.market_clocks: dict[str, MarketClock] = {}
         self.on_update = on_update
         self.fees = FeeModel(config.fees)
         self.state = risk.RiskState()
@@ -266,6 +270,7 @@ class Executor:
             self.config.risk,
             now,
             self.close_ts_ns.get(opp.symbol),
+            self.market_clocks.get(opp.symbol),
         )
         if not ok:
             if breach:

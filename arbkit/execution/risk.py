@@ -29,6 +29,7 @@ from arbkit.model import (
     Qty,
     Venue,
 )
+from arbkit.normalizers.market_status import MarketClock
 
 Check = tuple[bool, str]
 _P2M = MONEY_SCALE // PRICE_SCALE  # price units → money units
@@ -222,6 +223,14 @@ def check_time_to_close(close_ts_ns: int, limits: RiskLimits, now_ns: int) -> Ch
     return OK
 
 
+def check_market_open(market: MarketClock | None, now_ns: int) -> Check:
+    """Both venues' markets open now (a paused, closed or determined one blocks at once).
+    No clock (replay) = no venue said anything: the symbol map's dates alone apply."""
+    if market is None:
+        return OK
+    return market.tradable(now_ns)
+
+
 def check_positions(opp: Opportunity, state: RiskState, limits: RiskLimits) -> Check:
     n = opp.contracts
     for venue in (Venue.KALSHI, Venue.IBKR):
@@ -301,8 +310,12 @@ def pre_trade(
     limits: RiskLimits,
     now_ns: int,
     close_ts_ns: int | None = None,
+    market: MarketClock | None = None,
 ) -> tuple[bool, str, bool]:
-    """All checks in order; (ok, reason, is_breach)."""
+    """All checks in order; (ok, reason, is_breach). ``min_time_to_close_s`` is measured
+    to the earlier of the venues' real closes when they are known (``market``)."""
+    if market is not None and market.close_ns():
+        close_ts_ns = market.close_ns()
     checks: Iterable[tuple[Callable[[], Check], bool]] = (
         (lambda: check_kill_switch(state), False),
         (lambda: check_symbol_blocked(opp.symbol, state), False),
@@ -317,6 +330,7 @@ def pre_trade(
             ),
             False,
         ),
+        (lambda: check_market_open(market, now_ns), False),
         (lambda: check_open_executions(state, limits), False),
         (lambda: check_cooldown(opp.symbol, state, limits, now_ns), False),
         (lambda: check_positions(opp, state, limits), False),

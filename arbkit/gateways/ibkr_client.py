@@ -25,6 +25,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,16 @@ def _cache_key(spec: SymbolSpec, outcome: Outcome) -> str:
         con_id = fx.yes_con_id if outcome is Outcome.YES else fx.no_con_id
         return f"conId:{con_id}"
     return f"{fx.symbol}|{fx.last_trade_date}|{fx.strike}|{RIGHT_OF[outcome]}"
+
+
+@dataclass(frozen=True, slots=True)
+class ContractSchedule:
+    """When a contract stops trading, from its ContractDetails (normalizers/market_status)."""
+
+    last_trade_date: str
+    last_trade_time: str
+    time_zone_id: str
+    trading_hours: str | None  # None: not known (from the cache); "" = none (settled)
 
 
 def _contract_to_json(c: Contract) -> dict[str, Any]:
@@ -197,6 +208,7 @@ class IbkrGateway:
         self.contract_objs: dict[int, Contract] = {}
         self.symbol_of: dict[int, tuple[str, Outcome]] = {}
         self.contract_errors: dict[str, str] = {}
+        self.schedule: dict[int, ContractSchedule] = {}  # conId → last trade, hours
         self.contract_queries = 0
         self._tickers: dict[int, Ticker] = {}
         self._last_quote_ns: dict[int, int] = {}
@@ -466,9 +478,13 @@ class IbkrGateway:
             raise ContractError(
                 f"{spec.symbol} {outcome.value}: ambiguous ({len(details)} contracts)"
             )
-        c = details[0].contract
+        d = details[0]
+        c = d.contract
         if c is None:
             raise ContractError(f"{spec.symbol} {outcome.value}: empty contract details")
+        self.schedule[c.conId] = ContractSchedule(
+            c.lastTradeDateOrContractMonth, d.lastTradeTime, d.timeZoneId, d.tradingHours
+        )
         return c
 
     async def _resolve_contracts(self) -> None:
@@ -485,9 +501,23 @@ class IbkrGateway:
                 try:
                     if key in cache:
                         c = _contract_from_json(cache[key])
+                        self.schedule.setdefault(
+                            c.conId,
+                            ContractSchedule(
+                                c.lastTradeDateOrContractMonth,
+                                str(cache[key].get("lastTradeTime", "")),
+                                str(cache[key].get("timeZoneId", "")),
+                                None,  # trading hours go stale: not cached
+                            ),
+                        )
                     else:
                         c = await self._query(spec, outcome)
-                        cache[key] = _contract_to_json(c)
+                        sch = self.schedule[c.conId]
+                        cache[key] = {
+                            **_contract_to_json(c),
+                            "lastTradeTime": sch.last_trade_time,
+                            "timeZoneId": sch.time_zone_id,
+                        }
                         dirty = True
                     check_contract(c, outcome)
                     pair[outcome] = c

@@ -276,6 +276,36 @@ class KalshiFill:
 
 
 @dataclass(frozen=True, slots=True)
+class KalshiSettlement:
+    """One row of ``/portfolio/settlements``: what a market paid this account."""
+
+    ticker: str
+    market_result: str
+    yes_count: Qty
+    yes_total_cost: Money
+    no_count: Qty
+    no_total_cost: Money
+    revenue: Money  # paid out (the venue sends whole cents)
+    fee_cost: Money
+    settled_ns: int
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> KalshiSettlement:
+        settled = _time(d.get("settled_time"))
+        return cls(
+            ticker=str(d["ticker"]),
+            market_result=str(d.get("market_result") or ""),
+            yes_count=_count(d, "yes_count_fp", "yes_count"),
+            yes_total_cost=_money(d, "yes_total_cost_dollars", "yes_total_cost"),
+            no_count=_count(d, "no_count_fp", "no_count"),
+            no_total_cost=_money(d, "no_total_cost_dollars", "no_total_cost"),
+            revenue=Money(int(d.get("revenue") or 0) * 10_000),
+            fee_cost=parse_money(d.get("fee_cost") or "0", "fee_cost"),
+            settled_ns=(settled - _EPOCH) // timedelta(microseconds=1) * 1_000 if settled else 0,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class MarketPosition:
     ticker: str
     position: Qty  # signed: + YES, − NO
@@ -340,6 +370,9 @@ class KalshiMarket:
     no_bid: Price
     no_ask: Price
     raw: dict[str, Any]
+    expected_expiration_time: datetime | None = None
+    result: str = ""  # "yes" | "no" | "scalar" once determined
+    settlement_value: Money | None = None  # per YES contract, once determined
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> KalshiMarket:
@@ -372,6 +405,13 @@ class KalshiMarket:
             no_bid=q("no_bid_dollars", "no_bid"),
             no_ask=q("no_ask_dollars", "no_ask"),
             raw=d,
+            expected_expiration_time=_time(d.get("expected_expiration_time")),
+            result=str(d.get("result") or ""),
+            settlement_value=(
+                parse_money(d["settlement_value_dollars"], "settlement_value_dollars")
+                if d.get("settlement_value_dollars") is not None
+                else None
+            ),
         )
 
 
@@ -681,6 +721,20 @@ class KalshiRestClient:
 
     async def get_balance(self) -> Balance:
         return Balance.from_json(await self.request("GET", "/portfolio/balance"))
+
+    async def get_settlements(
+        self, *, ticker: str | None = None, max_pages: int = 20
+    ) -> list[KalshiSettlement]:
+        out: list[KalshiSettlement] = []
+        cursor: str | None = None
+        for _ in range(max_pages):
+            params = {"ticker": ticker, "limit": 200, "cursor": cursor}
+            d = await self.request("GET", "/portfolio/settlements", params=params)
+            out.extend(KalshiSettlement.from_json(x) for x in d.get("settlements") or [])
+            cursor = d.get("cursor") or None
+            if not cursor:
+                break
+        return out
 
     # ---------------------------------------------------------------- markets ------
 

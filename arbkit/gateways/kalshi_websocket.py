@@ -25,9 +25,13 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 
 from arbkit.gateways.kalshi_auth import KalshiAuth
 from arbkit.model import NormalizedTick, Venue, VenueHealth
-from arbkit.normalizers.kalshi_normalizer import KalshiNormalizer, KalshiResync
+from arbkit.normalizers.kalshi_normalizer import KalshiNormalizer, KalshiResync, LifecycleEvent
 
 log = logging.getLogger(__name__)
+
+LIFECYCLE = "market_lifecycle_v2"
+# (events for mapped markets, gap): gap=True means "re-read every market's state".
+OnLifecycle = Callable[[list[LifecycleEvent], bool], None]
 
 
 class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
@@ -55,6 +59,7 @@ class KalshiWebSocket:
         *,
         use_yes_price: bool = False,
         on_raw: Callable[[str, int], None] | None = None,
+        on_lifecycle: OnLifecycle | None = None,
         reconnect_base_s: float = 0.25,
         reconnect_max_s: float = 15.0,
         ping_interval_s: float | None = 10.0,
@@ -67,6 +72,7 @@ class KalshiWebSocket:
         self.auth = auth
         self.on_ticks = on_ticks
         self.on_raw = on_raw
+        self.on_lifecycle = on_lifecycle
         self.use_yes_price = use_yes_price
         self.normalizer = KalshiNormalizer(ticker_to_symbol, use_yes_price=use_yes_price)
         self.health = VenueHealth(Venue.KALSHI)
@@ -186,6 +192,14 @@ class KalshiWebSocket:
         except Exception:  # a consumer bug must not kill market data
             log.exception("kalshi ws: on_ticks raised")
 
+    def _lifecycle(self, events: list[LifecycleEvent], *, gap: bool) -> None:
+        if self.on_lifecycle is None:
+            return
+        try:
+            self.on_lifecycle(events, gap)
+        except Exception:
+            log.exception("kalshi ws: on_lifecycle raised")
+
     def _backoff(self, attempt: int) -> float:
         cap = min(self.reconnect_max_s, self.reconnect_base_s * (2**attempt))
         return random.uniform(cap / 2, cap)
@@ -213,6 +227,11 @@ class KalshiWebSocket:
                     tickers = self.tickers
                     if tickers:
                         await self._send({"cmd": "subscribe", "params": self._sub_params(tickers)})
+                    if self.on_lifecycle is not None:
+                        # All markets, as Kalshi documents it; the normalizer keeps ours.
+                        # Whatever changed while we were away: re-read (gap=True).
+                        await self._send({"cmd": "subscribe", "params": {"channels": [LIFECYCLE]}})
+                        self._lifecycle([], gap=True)
                     watchdog = asyncio.create_task(self._watchdog())
                     try:
                         async for raw in ws:
@@ -257,6 +276,8 @@ class KalshiWebSocket:
         h.extra["gaps"] = n.gaps
         h.extra["messages"] = n.messages
         self._emit(upd.ticks)
+        if upd.lifecycle or upd.lifecycle_gap:
+            self._lifecycle(upd.lifecycle, gap=upd.lifecycle_gap)
         for err in upd.errors:
             log.warning("kalshi ws: %s", err)
         for r in upd.resync:

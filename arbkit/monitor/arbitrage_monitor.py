@@ -18,8 +18,9 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,15 @@ from arbkit.gateways.kalshi_rest import KalshiRestClient
 from arbkit.gateways.kalshi_websocket import KalshiWebSocket
 from arbkit.model import Mode, Money, NormalizedTick, Opportunity, Outcome, Price, Qty, Venue
 from arbkit.monitor.metrics import LatencySummary, StageLatency
+from arbkit.normalizers.kalshi_normalizer import LifecycleEvent
+from arbkit.normalizers.market_status import (
+    KALSHI_LIFECYCLE,
+    KALSHI_STATUS,
+    MarketClock,
+    MarketStatus,
+    ibkr_last_trade_ns,
+    ibkr_sessions,
+)
 from arbkit.storage.capture import CaptureWriter
 from arbkit.storage.database import Database, DatabaseWriter
 from arbkit.storage.records import TradingStateRow
@@ -161,7 +171,11 @@ class MonitorSnapshot:
     kalshi_balance_breakdown: dict[int, Money] = field(default_factory=dict)  # per shard
 
 
-@dataclass(slots=True)
+def _ns(t: datetime | None) -> int:
+    return int(t.timestamp()) * 1_000_000_000 if t is not None else 0
+
+
+@dataclass
 class Counters:
     ticks: int = 0
     batches: int = 0
@@ -212,6 +226,7 @@ class ArbitrageMonitor:
         self.counters = Counters()
         self._kalshi_in_time = True  # last Kalshi message within max_venue_lag_ms
         self.own_fills = {Venue.KALSHI: OwnFills(), Venue.IBKR: OwnFills()}
+        self.market_clocks: dict[str, MarketClock] = {}  # symbol → both venues' market state
         self.recent_opportunities: deque[OpportunityView] = deque(maxlen=200)
         self.recent_executions: deque[ExecutionRecord] = deque(maxlen=200)
         self.episode_durations_ms: deque[float] = deque(maxlen=10_000)
@@ -316,6 +331,8 @@ class ArbitrageMonitor:
             self.capture = CaptureWriter(self.record_path)
             self.capture.start()
         ke = self.kalshi_endpoint
+        # Market states and close times are read in every mode (orders only in live).
+        self.kalshi_rest = KalshiRestClient(ke.rest_url, ke.auth)
         ticker_to_symbol = {s.kalshi_ticker: n for n, s in self.symbol_map.symbols.items()}
         self.kalshi_ws = KalshiWebSocket(
             ke.ws_url,
@@ -324,6 +341,7 @@ class ArbitrageMonitor:
             self._on_kalshi_ticks,
             use_yes_price=ke.use_yes_price,
             on_raw=self._record_kalshi if self.capture is not None else None,
+            on_lifecycle=self._on_lifecycle,
         )
         ie = self.ibkr_endpoint
         self.ibkr_gw = IbkrGateway(
@@ -389,6 +407,9 @@ class ArbitrageMonitor:
         except (TimeoutError, OSError, ConnectionError) as exc:
             log.error("IBKR not reachable at start (%s); retrying in the background", exc)
             self._tasks.append(asyncio.create_task(self._retry_ibkr(), name="ibkr-start"))
+        self.executor.market_clocks = self.market_clocks
+        await self._read_kalshi_markets()
+        self._read_ibkr_schedules()
         if live:
             with contextlib.suppress(TimeoutError):
                 await self.kalshi_ws.wait_connected(self.venue_connect_timeout_s)
@@ -481,11 +502,17 @@ class ArbitrageMonitor:
     def _on_alert(self, symbol: str, reason: str) -> None:
         self.alerts.append((self.clock(), symbol, reason))
         self.counters.extra["symbols_blocked"] = self.counters.extra.get("symbols_blocked", 0) + 1
+        self._audit(AuditRecord(self.clock(), "", "", "symbol_blocked", "", symbol, reason, "risk"))
+
+    def _audit(self, row: AuditRecord) -> None:
         if self.db is not None:
-            row = AuditRecord(self.clock(), "", "", "symbol_blocked", "", symbol, reason, "risk")
-            task = asyncio.get_running_loop().create_task(self.db.record_audit(row))
-            self._exec_tasks.add(task)
-            task.add_done_callback(self._exec_tasks.discard)
+            self._spawn(self.db.record_audit(row), "arbkit-audit")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """A background write/read the teardown waits for (``_exec_tasks``)."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._exec_tasks.add(task)
+        task.add_done_callback(self._exec_tasks.discard)
 
     async def _balance_loop(self) -> None:
         assert self.executor is not None
@@ -619,14 +646,105 @@ class ArbitrageMonitor:
             await asyncio.sleep(delay)
             try:
                 await self.ibkr_gw.start()
+                self._read_ibkr_schedules()
                 return
             except (TimeoutError, OSError, ConnectionError):
                 delay = min(delay * 2, 30.0)
 
+    # ---------------------------------------------------------- market states ---
+    async def _read_kalshi_markets(self) -> None:
+        """State and real close time of every mapped Kalshi market (REST). A market we
+        could not read stays UNKNOWN, which refuses new executions on it."""
+        rest = self.kalshi_rest
+        if rest is None:
+            return
+        for name, spec in self.symbol_map.symbols.items():
+            clock = self.market_clocks.setdefault(name, MarketClock())
+            try:
+                m = await rest.get_market(spec.kalshi_ticker)
+            except Exception as exc:  # unreachable, 404, bad JSON: unknown, not open
+                log.error("kalshi market %s unreadable (%s): not traded", spec.kalshi_ticker, exc)
+                continue
+            self._set_kalshi_status(
+                name, KALSHI_STATUS.get(m.status, MarketStatus.UNKNOWN), m.status
+            )
+            clock.kalshi_close_ns = _ns(m.close_time)
+            clock.kalshi_expected_expiration_ns = _ns(m.expected_expiration_time)
+
+    def _read_ibkr_schedules(self) -> None:
+        """Last trade time and trading hours of each symbol's ForecastEx pair."""
+        gw = self.ibkr_gw
+        if gw is None:
+            return
+        for name in self.symbol_map.symbols:
+            clock = self.market_clocks.setdefault(name, MarketClock())
+            closes: list[int] = []
+            sessions: list[tuple[int, int]] | None = None
+            listed = True
+            try:
+                for outcome in (Outcome.YES, Outcome.NO):
+                    con_id = gw.contracts.get((name, outcome))
+                    sch = gw.schedule.get(con_id) if con_id is not None else None
+                    if sch is None:
+                        raise LookupError("contract not resolved")
+                    if sch.last_trade_date:
+                        closes.append(
+                            ibkr_last_trade_ns(
+                                sch.last_trade_date, sch.last_trade_time, sch.time_zone_id
+                            )
+                        )
+                    if sch.trading_hours is not None:
+                        listed = listed and bool(sch.trading_hours)
+                        sessions = ibkr_sessions(sch.trading_hours, sch.time_zone_id)
+            except (LookupError, ValueError) as exc:
+                if not isinstance(exc, LookupError):
+                    log.error("ibkr schedule for %s unreadable (%s): not traded", name, exc)
+                continue
+            clock.ibkr_close_ns = min(closes) if closes else 0
+            clock.ibkr_sessions = sessions or []
+            clock.ibkr_hours_listed = listed
+            clock.ibkr_known = True
+
+    def _set_kalshi_status(self, symbol: str, status: MarketStatus, why: str) -> None:
+        clock = self.market_clocks.setdefault(symbol, MarketClock())
+        if clock.kalshi_status is status:
+            return
+        was, clock.kalshi_status = clock.kalshi_status, status
+        level = logging.INFO if status is MarketStatus.OPEN else logging.WARNING
+        log.log(level, "kalshi market for %s: %s → %s (%s)", symbol, was.value, status.value, why)
+        if was is not MarketStatus.UNKNOWN:
+            self._audit(
+                AuditRecord(
+                    self.clock(), "", "", "market_state", was.value, status.value, why, "kalshi"
+                )
+            )
+
+    def _on_lifecycle(self, events: list[LifecycleEvent], gap: bool) -> None:
+        """Kalshi market_lifecycle_v2: pauses, close-date changes, determination and
+        settlement apply at once; a missed message re-reads every market's state."""
+        by_ticker = {s.kalshi_ticker: n for n, s in self.symbol_map.symbols.items()}
+        for ev in events:
+            symbol = by_ticker.get(ev.ticker)
+            if symbol is None:
+                continue
+            clock = self.market_clocks.setdefault(symbol, MarketClock())
+            if ev.close_ns:
+                clock.kalshi_close_ns = ev.close_ns
+            to = KALSHI_LIFECYCLE.get(ev.event_type)
+            if to is not None:
+                self._set_kalshi_status(symbol, to, f"lifecycle {ev.event_type}")
+            if to in (MarketStatus.DETERMINED, MarketStatus.SETTLED):
+                self._on_market_resolved(symbol)
+        if gap and self._started:
+            self._spawn(self._read_kalshi_markets(), "arbkit-market-reread")
+
+    def _on_market_resolved(self, symbol: str) -> None:
+        """Hook for settlement processing (payouts, settled PnL)."""
+
     def _venue_clients(self, mode: Mode) -> tuple[VenueOrderClient, VenueOrderClient]:
         if mode is Mode.LIVE:
             ke = self.kalshi_endpoint
-            self.kalshi_rest = KalshiRestClient(ke.rest_url, ke.auth)
+            assert self.kalshi_rest is not None
             symbol_to_ticker = {n: s.kalshi_ticker for n, s in self.symbol_map.symbols.items()}
             assert self.ibkr_gw is not None
             # fills and order updates come from the user stream (fill / user_orders)

@@ -25,12 +25,14 @@ from arbkit.model import (
     PRICE_SCALE,
     BookSide,
     ConversionError,
+    Money,
     NormalizedTick,
     Outcome,
     Price,
     Qty,
     TickKind,
     Venue,
+    parse_money,
     parse_price,
     parse_qty,
 )
@@ -51,7 +53,6 @@ _IGNORED_TYPES = frozenset(
         "fill",
         "user_order",
         "market_position",
-        "market_lifecycle_v2",
         "event_lifecycle",
         "event_fee_update",
         "multivariate_lookup",
@@ -81,15 +82,33 @@ class KalshiResync:
     resubscribe: bool = False
 
 
-class KalshiUpdate:
-    """What one frame produced: ask-side ticks, resync requests, error texts."""
+@dataclass(frozen=True, slots=True)
+class LifecycleEvent:
+    """One ``market_lifecycle_v2`` message for a mapped market (times in epoch ns, 0 = absent)."""
 
-    __slots__ = ("errors", "resync", "ticks")
+    ticker: str
+    event_type: str
+    recv_ts_ns: int
+    close_ns: int = 0
+    result: str = ""
+    settlement_value: Money | None = None  # per YES contract: "1.0000" → $1.00
+    is_deactivated: bool | None = None
+    determination_ns: int = 0
+    settled_ns: int = 0
+
+
+class KalshiUpdate:
+    """What one frame produced: ask-side ticks, resync requests, error texts, lifecycle
+    events (``lifecycle_gap``: a lifecycle message was missed; re-read market states)."""
+
+    __slots__ = ("errors", "lifecycle", "lifecycle_gap", "resync", "ticks")
 
     def __init__(self) -> None:
         self.ticks: list[NormalizedTick] = []
         self.resync: list[KalshiResync] = []
         self.errors: list[str] = []
+        self.lifecycle: list[LifecycleEvent] = []
+        self.lifecycle_gap = False
 
 
 # ------------------------------------------------------------ fast exact parsing ---------
@@ -189,6 +208,7 @@ class KalshiNormalizer:
         self.use_yes_price = use_yes_price
         self._books: dict[str, _Book] = {}
         self._sid_seq: dict[int, int] = {}  # last seq seen per orderbook sid
+        self._lifecycle_seq: dict[int, int] = {}  # last seq per market_lifecycle_v2 sid
         self._sid_tickers: dict[int, set[str]] = {}
         self._sid_channel: dict[int, str] = {}
         self._awaiting: set[str] = set()  # tickers with an outstanding resync request
@@ -296,6 +316,8 @@ class KalshiNormalizer:
             self._on_snapshot(obj, recv_ts_ns, upd)
         elif typ == "ok":
             self._on_ok(obj, recv_ts_ns, upd)
+        elif typ == "market_lifecycle_v2":
+            self._on_lifecycle(obj, recv_ts_ns, upd)
         elif typ == "subscribed":
             msg = obj.get("msg")
             if type(msg) is not dict or type(msg.get("sid")) is not int:
@@ -318,6 +340,50 @@ class KalshiNormalizer:
             self.ignored += 1
         else:
             raise BadFrame(f"unknown message type {typ!r}")
+
+    def _on_lifecycle(self, obj: dict[str, Any], recv_ts_ns: int, upd: KalshiUpdate) -> None:
+        """Market state changes. Sequenced on their own sid: a gap asks for a re-read of
+        the market states (books are unaffected)."""
+        sid, seq, msg = obj.get("sid"), obj.get("seq"), obj.get("msg")
+        if type(sid) is int and type(seq) is int:
+            last = self._lifecycle_seq.get(sid)
+            self._lifecycle_seq[sid] = seq
+            if last is not None and seq != last + 1:
+                self.gaps += 1
+                upd.lifecycle_gap = True
+        if type(msg) is not dict:
+            raise BadFrame("market_lifecycle_v2 without msg")
+        ticker, event_type = msg.get("market_ticker"), msg.get("event_type")
+        if type(ticker) is not str or type(event_type) is not str:
+            upd.lifecycle_gap = True  # a state change we cannot read: re-read them all
+            raise BadFrame("market_lifecycle_v2 without market_ticker/event_type")
+        if ticker not in self.ticker_to_symbol:
+            self.ignored += 1
+            return
+
+        def ns(key: str) -> int:
+            v = msg.get(key)
+            return v * 1_000_000_000 if type(v) is int and v > 0 else 0
+
+        value = msg.get("settlement_value")
+        deact = msg.get("is_deactivated")
+        upd.lifecycle.append(
+            LifecycleEvent(
+                ticker,
+                event_type,
+                recv_ts_ns,
+                close_ns=ns("close_ts"),
+                result=str(msg.get("result") or ""),
+                settlement_value=(
+                    parse_money(value, "settlement_value", signed=False)
+                    if value is not None
+                    else None
+                ),
+                is_deactivated=deact if type(deact) is bool else None,
+                determination_ns=ns("determination_ts"),
+                settled_ns=ns("settled_ts"),
+            )
+        )
 
     def _envelope(
         self, obj: dict[str, Any], recv_ts_ns: int, upd: KalshiUpdate
