@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arbkit.config._toml import ConfigError
 from arbkit.config.execution_loader import (
@@ -22,7 +22,10 @@ from arbkit.config.execution_loader import (
     load_execution_config,
 )
 from arbkit.config.loader import load_symbol_map
-from arbkit.model import ConversionError, Mode
+from arbkit.model import ConversionError, Mode, Money
+
+if TYPE_CHECKING:
+    from arbkit.monitor.arbitrage_monitor import ArbitrageMonitor
 
 DEFAULT_DB = Path("data/arbkit.sqlite")
 KALSHI_ENVIRONMENTS = {
@@ -68,6 +71,17 @@ def _execution_config(
 
 
 # ------------------------------------------------------------------- demo / sim ---
+def _most_held(monitor: ArbitrageMonitor | None) -> str | None:
+    """The symbol with the most contracts held: the demo resolves it, so a payout shows."""
+    ex = monitor.executor if monitor is not None else None
+    if ex is None or not ex.state.positions:
+        return None
+    held: dict[str, int] = {}
+    for (symbol, _, _), qty in ex.state.positions.items():
+        held[symbol] = held.get(symbol, 0) + qty
+    return max(sorted(held), key=lambda s: held[s])
+
+
 async def _demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
@@ -89,6 +103,8 @@ async def _demo(args: argparse.Namespace) -> int:
         updates_per_s=args.rate,
         dislocation_rate_per_min=args.dislocations_per_min,
         data_dir=data_dir / "sim",
+        resolve_after_s=args.resolve_after if args.resolve_after >= 0 else None,
+        resolve_pick=lambda: _most_held(monitor),
     )
     info = await venues.start()
     assert venues.auth is not None
@@ -120,8 +136,12 @@ async def _demo(args: argparse.Namespace) -> int:
                     live.update(render(monitor.snapshot()))
         else:
             next_line = 0.0
+            shown = 0
             while time.monotonic() < end and not stop.is_set():
                 await asyncio.sleep(0.25)
+                for event in venues.events[shown:]:
+                    console.print(f"[bold]market[/]: {event}")
+                shown = len(venues.events)
                 if time.monotonic() >= next_line:
                     next_line = time.monotonic() + 5
                     s = monitor.snapshot()
@@ -150,6 +170,25 @@ async def _demo(args: argparse.Namespace) -> int:
         f"{'ON: ' + snap.kill_reason if snap.kill_switch else 'off'}."
     )
     console.print(f"Positions: {positions_line(snap)}")
+    for event in venues.events:
+        console.print(f"Market lifecycle: {event}")
+    for row in monitor.settlements:
+        console.print(
+            f"Settled {row.symbol} on {row.venue.value}: result {row.result.value}, "
+            f"held {row.yes_qty / 100:g} YES / {row.no_qty / 100:g} NO, paid {_usd(row.payout)}"
+        )
+    if monitor.settlements and args.db:
+        from arbkit.storage.database import Database
+
+        async with Database(args.db) as db:
+            done = [s for s in await db.settled_executions() if s.symbol in {
+                r.symbol for r in monitor.settlements}]  # fmt: skip
+        if done:
+            console.print(
+                f"Settled PnL of {len(done)} executions: "
+                f"{_usd(Money(sum(s.settled_pnl for s in done)))} "
+                f"(expected at execution {_usd(Money(sum(s.expected_profit for s in done)))})"
+            )
     if args.db:
         console.print(f"Database: {args.db} (try `arbkit analyze --db {args.db}`)")
     if args.record:
@@ -445,6 +484,14 @@ def build_parser() -> argparse.ArgumentParser:
         "connect the monitor through the real gateways, paper-trade, and show it live.",
     )
     d.add_argument("--seconds", type=float, default=30, help="how long to run (default 30)")
+    d.add_argument(
+        "--resolve-after",
+        type=float,
+        default=12,
+        metavar="S",
+        help="the first market closes after S seconds, resolves and pays out on both venues "
+        "(default 12; a negative value turns it off)",
+    )
     d.add_argument(
         "--symbols", type=int, default=6, help="number of simulated questions (default 6)"
     )

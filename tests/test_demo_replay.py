@@ -32,6 +32,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "--data-dir", str(d / "data"),
             "--dislocations-per-min", "20",
             "--seed", "3",
+            "--resolve-after", "3",
         ]
     )  # fmt: skip
     assert rc == 0
@@ -58,6 +59,9 @@ def test_demo_fills_all_tables(demo_run: dict[str, Path]) -> None:
     assert executed is not None and executed[0] > 0
     assert set(states) <= {"done", "hedged"}, states  # paper: nothing left unhedged
     assert demo_run["capture"].stat().st_size > 0
+    # one market closed, resolved and paid out on both venues during the demo (issue 13)
+    settled = _rows(demo_run["db"], "settlements")
+    assert sorted(r[4] for r in settled) == ["ibkr", "kalshi"], settled
 
 
 def _replay_db(demo: dict[str, Path], out: Path) -> int:

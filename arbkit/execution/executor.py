@@ -614,6 +614,19 @@ class Executor:
             if not ok:
                 self.kill(reason)
 
+    def settle_positions(self, symbol: str, venue: Venue) -> dict[Outcome, tuple[Qty, Money]]:
+        """The venue paid this symbol's market out: its positions leave (exposure and
+        committed capital released). Returns what was held: outcome → (qty, cost basis)."""
+        st = self.state
+        held: dict[Outcome, tuple[Qty, Money]] = {}
+        for outcome in (Outcome.YES, Outcome.NO):
+            key = (symbol, venue, outcome)
+            qty = st.positions.pop(key, None)
+            cost = st.cost_basis.pop(key, None)
+            if qty:
+                held[outcome] = (Qty(qty), Money(cost or 0))
+        return held
+
     def _net(self, symbol: str, venue: Venue) -> None:
         pos = self.state.positions
         y = pos.get((symbol, venue, Outcome.YES), 0)

@@ -29,7 +29,7 @@ from filelock import Timeout as LockTimeout
 
 from arbkit.arbitrage.fee_model import FeeModel
 from arbkit.arbitrage.pipeline import DetectionPipeline, EpisodeEnd, SpreadSample
-from arbkit.config.execution_loader import ExecutionConfig, check_live_allowed
+from arbkit.config.execution_loader import ExecutionConfig, check_live_allowed, usd_text
 from arbkit.config.loader import SymbolMap
 from arbkit.execution.consumption import OwnFills
 from arbkit.execution.executor import Decision, Executor, Reservation
@@ -45,7 +45,18 @@ from arbkit.gateways.kalshi_auth import KalshiAuth
 from arbkit.gateways.kalshi_orders import KalshiOrderClient
 from arbkit.gateways.kalshi_rest import KalshiRestClient
 from arbkit.gateways.kalshi_websocket import KalshiWebSocket
-from arbkit.model import Mode, Money, NormalizedTick, Opportunity, Outcome, Price, Qty, Venue
+from arbkit.model import (
+    MONEY_SCALE,
+    QTY_SCALE,
+    Mode,
+    Money,
+    NormalizedTick,
+    Opportunity,
+    Outcome,
+    Price,
+    Qty,
+    Venue,
+)
 from arbkit.monitor.metrics import LatencySummary, StageLatency
 from arbkit.normalizers.kalshi_normalizer import LifecycleEvent
 from arbkit.normalizers.market_status import (
@@ -58,7 +69,7 @@ from arbkit.normalizers.market_status import (
 )
 from arbkit.storage.capture import CaptureWriter
 from arbkit.storage.database import Database, DatabaseWriter
-from arbkit.storage.records import TradingStateRow
+from arbkit.storage.records import SettlementRow, TradingStateRow
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +182,9 @@ class MonitorSnapshot:
     kalshi_balance_breakdown: dict[int, Money] = field(default_factory=dict)  # per shard
 
 
+_OUTCOME_OF = {"yes": Outcome.YES, "no": Outcome.NO}  # Kalshi result → outcome
+
+
 def _ns(t: datetime | None) -> int:
     return int(t.timestamp()) * 1_000_000_000 if t is not None else 0
 
@@ -227,6 +241,8 @@ class ArbitrageMonitor:
         self._kalshi_in_time = True  # last Kalshi message within max_venue_lag_ms
         self.own_fills = {Venue.KALSHI: OwnFills(), Venue.IBKR: OwnFills()}
         self.market_clocks: dict[str, MarketClock] = {}  # symbol → both venues' market state
+        self._settled: dict[Venue, set[str]] = {}  # symbols whose payout is recorded, per venue
+        self.settlements: list[SettlementRow] = []  # this run's payouts, both venues
         self.recent_opportunities: deque[OpportunityView] = deque(maxlen=200)
         self.recent_executions: deque[ExecutionRecord] = deque(maxlen=200)
         self.episode_durations_ms: deque[float] = deque(maxlen=10_000)
@@ -623,6 +639,7 @@ class ArbitrageMonitor:
                 continue
             try:
                 async with self._reconcile_lock:
+                    await self._check_ibkr_settlements()  # a payout is not a mismatch
                     report = await self.reconciler.periodic(set(self._inflight))
                 self.reconcile_reports.append(report)
                 if not report.ok:
@@ -665,9 +682,12 @@ class ArbitrageMonitor:
             except Exception as exc:  # unreachable, 404, bad JSON: unknown, not open
                 log.error("kalshi market %s unreadable (%s): not traded", spec.kalshi_ticker, exc)
                 continue
-            self._set_kalshi_status(
-                name, KALSHI_STATUS.get(m.status, MarketStatus.UNKNOWN), m.status
-            )
+            status = KALSHI_STATUS.get(m.status, MarketStatus.UNKNOWN)
+            self._set_kalshi_status(name, status, f"REST status {m.status!r}")
+            if m.result:
+                clock.kalshi_result = m.result
+            if status is MarketStatus.SETTLED and self._started:
+                self._spawn(self._settle(name), "arbkit-settle")
             clock.kalshi_close_ns = _ns(m.close_time)
             clock.kalshi_expected_expiration_ns = _ns(m.expected_expiration_time)
 
@@ -730,16 +750,197 @@ class ArbitrageMonitor:
             clock = self.market_clocks.setdefault(symbol, MarketClock())
             if ev.close_ns:
                 clock.kalshi_close_ns = ev.close_ns
+            if ev.result:
+                clock.kalshi_result = ev.result
             to = KALSHI_LIFECYCLE.get(ev.event_type)
             if to is not None:
                 self._set_kalshi_status(symbol, to, f"lifecycle {ev.event_type}")
-            if to in (MarketStatus.DETERMINED, MarketStatus.SETTLED):
-                self._on_market_resolved(symbol)
+            if to is MarketStatus.SETTLED:
+                self._spawn(self._settle(symbol), "arbkit-settle")
         if gap and self._started:
             self._spawn(self._read_kalshi_markets(), "arbkit-market-reread")
 
-    def _on_market_resolved(self, symbol: str) -> None:
-        """Hook for settlement processing (payouts, settled PnL)."""
+    # ------------------------------------------------------------- settlement ---
+    async def _settle(self, symbol: str) -> None:
+        """Kalshi paid the market out: record what it paid (its own settlement record in
+        live; the paper positions in paper, ForecastEx with it, as the map says), release
+        the positions, and look for ForecastEx's payout."""
+        ex, db = self.executor, self.db
+        if ex is None or symbol in self._settled.get(Venue.KALSHI, set()):
+            return
+        self._settled.setdefault(Venue.KALSHI, set()).add(symbol)  # one settler at a time
+        clock = self.market_clocks.get(symbol, MarketClock())
+        spec = self.symbol_map.symbols[symbol]
+        try:
+            if self.config.mode is Mode.LIVE:
+                row = await self._kalshi_settlement(symbol, spec.kalshi_ticker)
+            else:
+                row = self._paper_settlement(symbol, Venue.KALSHI, clock.kalshi_result)
+        except Exception as exc:
+            row = None
+            log.error("settlement of %s unreadable (%s); retried at the next re-read", symbol, exc)
+        if row is None:
+            self._settled[Venue.KALSHI].discard(symbol)
+            return
+        ex.settle_positions(symbol, Venue.KALSHI)
+        await self._record_settlement(row)
+        log.warning(
+            "SETTLED %s on kalshi: result %s, paid %s USD",
+            symbol,
+            row.result.value,
+            usd_text(row.payout),
+        )
+        if self.config.mode is Mode.LIVE:
+            await self._check_ibkr_settlements()
+        else:
+            fx = self._paper_settlement(symbol, Venue.IBKR, clock.kalshi_result)
+            if fx is not None:
+                self._settled.setdefault(Venue.IBKR, set()).add(symbol)
+                ex.settle_positions(symbol, Venue.IBKR)
+                await self._record_settlement(fx)
+        if db is not None:
+            await self._write_positions()
+
+    async def _record_settlement(self, row: SettlementRow) -> None:
+        self.settlements.append(row)
+        if self.db is not None:
+            await self.db.record_settlement(row)
+
+    async def _kalshi_settlement(self, symbol: str, ticker: str) -> SettlementRow | None:
+        """The venue's own record (``/portfolio/settlements``); reads lag writes, so a
+        missing record is re-read for a few seconds (then the next re-read tries again)."""
+        assert self.kalshi_rest is not None
+        for _ in range(20):
+            rows = await self.kalshi_rest.get_settlements(ticker=ticker)
+            if rows:
+                r = rows[-1]
+                result = _OUTCOME_OF.get(r.market_result)
+                if result is None:
+                    raise ValueError(f"market_result {r.market_result!r} is not yes/no")
+                return SettlementRow(
+                    self.clock(),
+                    r.settled_ns,
+                    "live",
+                    Venue.KALSHI,
+                    symbol,
+                    ticker,
+                    result,
+                    r.yes_count,
+                    r.no_count,
+                    r.revenue,
+                    Money(r.yes_total_cost + r.no_total_cost),
+                    r.fee_cost,
+                    "kalshi",
+                )
+            await asyncio.sleep(0.25)
+        return None
+
+    def _paper_settlement(
+        self, symbol: str, venue: Venue, kalshi_result: str
+    ) -> SettlementRow | None:
+        """Paper positions paid at the Kalshi result; ForecastEx's winner is the map's
+        equivalent outcome (paper cannot see ForecastEx resolve)."""
+        assert self.executor is not None
+        k = _OUTCOME_OF.get(kalshi_result)
+        if k is None:
+            log.error("paper settlement of %s: Kalshi result %r unknown", symbol, kalshi_result)
+            return None
+        spec = self.symbol_map.symbols[symbol]
+        result = k if venue is Venue.KALSHI else spec.ibkr_equivalent(k)
+        st = self.executor.state
+        qty = {o: Qty(st.positions.get((symbol, venue, o), 0)) for o in Outcome}
+        cost = sum(st.cost_basis.get((symbol, venue, o), 0) for o in Outcome)
+        now = self.clock()
+        return SettlementRow(
+            now,
+            now,
+            self.config.mode.value,
+            venue,
+            symbol,
+            spec.kalshi_ticker if venue is Venue.KALSHI else "forecastex",
+            result,
+            qty[Outcome.YES],
+            qty[Outcome.NO],
+            Money(qty[result] * (MONEY_SCALE // QTY_SCALE)),
+            Money(cost),
+            Money(0),
+            "paper",
+            "" if venue is Venue.KALSHI else "winner taken from the Kalshi result via the map",
+        )
+
+    async def _check_ibkr_settlements(self) -> None:
+        """Live: a ForecastEx position that left after its market resolved is a payout.
+        The winner is the Kalshi result through the map; the cash TWS credited is
+        compared with it, and a difference raises an alert (a wrong pairing, or other
+        activity on the account)."""
+        ex, db = self.executor, self.db
+        if ex is None or not isinstance(ex.ibkr, IbkrOrderClient):
+            return
+        now = self.clock()
+        candidates = [
+            symbol
+            for symbol, clock in self.market_clocks.items()
+            if symbol not in self._settled.get(Venue.IBKR, set())
+            and any(ex.state.positions.get((symbol, Venue.IBKR, o)) for o in Outcome)
+            and (clock.kalshi_result or clock.status(Venue.IBKR, now) is MarketStatus.CLOSED)
+        ]
+        if not candidates:
+            return
+        venue_pos = await ex.ibkr.positions()
+        before = ex.balances.get(Venue.IBKR)
+        paid_any = False
+        for symbol in candidates:
+            if any(venue_pos.get((symbol, o)) for o in Outcome):
+                continue  # still held: not paid yet
+            k = _OUTCOME_OF.get(self.market_clocks[symbol].kalshi_result)
+            if k is None:
+                continue  # left before Kalshi said who won: the next pass looks again
+            spec = self.symbol_map.symbols[symbol]
+            held = ex.settle_positions(symbol, Venue.IBKR)
+            self._settled.setdefault(Venue.IBKR, set()).add(symbol)
+            result = spec.ibkr_equivalent(k)
+            qty = {o: held.get(o, (Qty(0), Money(0)))[0] for o in Outcome}
+            payout = Money(qty[result] * (MONEY_SCALE // QTY_SCALE))
+            if not paid_any:
+                await ex.refresh_balances()
+                paid_any = True
+            after = ex.balances.get(Venue.IBKR)
+            delta = None if before is None or after is None else Money(after - before)
+            if delta is not None and delta != payout:
+                self._on_alert(
+                    symbol,
+                    f"ForecastEx cash moved {usd_text(delta)} USD at settlement, expected "
+                    f"{usd_text(payout)} USD from the Kalshi result: check the pairing",
+                )
+            row = SettlementRow(
+                self.clock(),
+                self.clock(),
+                "live",
+                Venue.IBKR,
+                symbol,
+                "/".join(str(c) for c in self._con_ids(symbol)),
+                result,
+                qty[Outcome.YES],
+                qty[Outcome.NO],
+                payout,
+                Money(sum(c for _, c in held.values())),
+                Money(0),
+                "ibkr",
+                "position left at resolution; winner from the Kalshi result via the map; "
+                f"cash moved {'?' if delta is None else usd_text(delta)} USD",
+            )
+            await self._record_settlement(row)
+            log.warning(
+                "SETTLED %s on ibkr: result %s, paid %s USD", symbol, result.value, usd_text(payout)
+            )
+        if paid_any and db is not None:
+            await self._write_positions()
+
+    def _con_ids(self, symbol: str) -> list[int]:
+        gw = self.ibkr_gw
+        if gw is None:
+            return []
+        return [c for o in Outcome if (c := gw.contracts.get((symbol, o))) is not None]
 
     def _venue_clients(self, mode: Mode) -> tuple[VenueOrderClient, VenueOrderClient]:
         if mode is Mode.LIVE:

@@ -110,6 +110,7 @@ class MarketClock:
     kalshi_status: MarketStatus = MarketStatus.UNKNOWN
     kalshi_close_ns: int = 0
     kalshi_expected_expiration_ns: int = 0
+    kalshi_result: str = ""  # "yes" | "no" once determined (Kalshi outcome terms)
     ibkr_close_ns: int = 0
     ibkr_sessions: list[tuple[int, int]] = field(default_factory=list)
     ibkr_known: bool = False

@@ -6,6 +6,10 @@ terms). A V2 order ``bid`` at YES price p buys YES and takes NO bids q with q �
 first, FIFO within a level. Simulated makers (the driver's ``set_bids`` ladders) and users'
 resting GTC orders share the queues. Every change of a level's total is reported through
 ``on_level`` so the server can publish ``orderbook_delta`` frames.
+
+Market lifecycle: ``active`` ⇄ ``inactive`` (paused) → ``closed`` (the clock passed
+``close_time``; checked lazily whenever the market is used) → ``determined`` (result known,
+resting orders cancelled) → ``finalized`` (settled: winning contracts paid $1 each).
 """
 
 from __future__ import annotations
@@ -137,6 +141,10 @@ class SimMarket:
     maker_no: dict[int, _Entry] = field(default_factory=dict)
     last_price: int = 0
     volume: int = 0
+    expected_expiration_s: int = 0
+    result: str = ""  # "" until determined, then "yes" | "no"
+    determined_s: int = 0
+    settled_s: int = 0
 
     def side(self, name: str) -> dict[int, _Level]:
         return self.yes if name == "yes" else self.no
@@ -157,8 +165,28 @@ class SimMarket:
         return False
 
 
+@dataclass(slots=True)
+class SettlementRecord:
+    """One account's payout when a market settled (``GET /portfolio/settlements``)."""
+
+    user: str
+    ticker: str
+    event_ticker: str
+    result: str
+    yes_count: int  # Qty held at settlement
+    yes_cost: int  # Money: cost basis of those contracts
+    no_count: int
+    no_cost: int
+    revenue: int  # Money paid out ($1 per winning contract)
+    fees: int  # Money: every fee the account paid in this market
+    ts_ns: int
+
+
 LINEAR_CENT = [(100, 9900, 100)]
 _MONEY_PER_QTY_UNIT = 10_000  # $1 × 0.01 contract in $0.000001 units
+_NS = 1_000_000_000
+OPEN_STATUSES = frozenset({"initialized", "active", "inactive"})  # not closed yet
+RESULTS = frozenset({"yes", "no"})
 
 
 class MatchingEngine:
@@ -181,6 +209,7 @@ class MatchingEngine:
         self.orders: dict[str, UserOrder] = {}
         self.by_client_id: dict[tuple[str, str], UserOrder] = {}
         self.fills: list[FillRecord] = []
+        self.settlements: list[SettlementRecord] = []
         self._trade_ids = itertools.count(1)
         # The user order whose request is being processed: book changes it causes are
         # reported with its client_order_id to its owner (``orderbook_delta``).
@@ -227,6 +256,7 @@ class MatchingEngine:
     def set_bids(self, ticker: str, outcome: Outcome, levels: Iterable[tuple[Price, Qty]]) -> None:
         """Replace the simulated makers' ladder for one outcome; publish what changed."""
         m = self.market(ticker)
+        self.close_if_due(m)
         side = outcome.value
         makers = m.maker_yes if side == "yes" else m.maker_no
         new: dict[int, int] = {}
@@ -258,6 +288,8 @@ class MatchingEngine:
                 return
             ey = m.yes[by].entries[0]
             en = m.no[bn].entries[0]
+            if m.status != "active" and (ey.order is not None or en.order is not None):
+                return  # no trading while paused: the user order waits for activation
             q = min(ey.qty, en.qty)
             for side, price, e in (("yes", by, ey), ("no", bn, en)):
                 if e.order is not None:
@@ -376,6 +408,7 @@ class MatchingEngine:
         subaccount: int = 0,
     ) -> UserOrder:
         m = self.market(ticker)
+        self.close_if_due(m)
         if m.status != "active":
             raise OrderError(400, "market_closed", "market is not open for trading", ticker)
         if book_side not in ("bid", "ask"):
@@ -527,3 +560,89 @@ class MatchingEngine:
             self.cause = None
         o.last_update_reason = "Decrease"
         return o, reduced
+
+    # -------------------------------------------------------------- lifecycle ------
+
+    def close_if_due(self, m: SimMarket) -> bool:
+        """Close ``m`` once the clock has reached its close time. Evaluated whenever the
+        market is used, so no timer is needed; Kalshi cancels resting orders at close."""
+        if m.status not in OPEN_STATUSES or self.clock_ns() < m.close_time_s * _NS:
+            return False
+        m.status = "closed"
+        self._cancel_market_orders(m, "CloseCancel")
+        return True
+
+    def _cancel_market_orders(self, m: SimMarket, reason: str) -> None:
+        for o in list(self.orders.values()):
+            if o.ticker == m.ticker and o.status == "resting":
+                self._cancel_resting(m, o)
+                o.last_update_reason = reason
+
+    def pause(self, ticker: str, paused: bool) -> bool:
+        """Pause (``inactive``) or resume (``active``) an open market; False if unchanged."""
+        m = self.market(ticker)
+        self.close_if_due(m)
+        if m.status not in OPEN_STATUSES:
+            raise ValueError(f"{ticker} is {m.status}: only an open market can be paused")
+        new = "inactive" if paused else "active"
+        if m.status == new:
+            return False
+        m.status = new
+        if not paused:
+            self._uncross(m)  # crosses that waited for the pause to end trade now
+        return True
+
+    def set_close_time(self, ticker: str, close_s: int) -> None:
+        m = self.market(ticker)
+        self.close_if_due(m)  # the old close time counts until it is replaced
+        m.close_time_s = int(close_s)
+        self.close_if_due(m)
+
+    def determine(self, ticker: str, result: str) -> SimMarket:
+        """The result is known: trading stops and resting orders are cancelled."""
+        if result not in RESULTS:
+            raise ValueError(f"result must be 'yes' or 'no', not {result!r}")
+        m = self.market(ticker)
+        self.close_if_due(m)
+        if m.status in ("determined", "finalized"):
+            raise ValueError(f"{ticker} is already {m.status}")
+        m.status = "determined"
+        m.result = result
+        m.determined_s = self.clock_ns() // _NS
+        self._cancel_market_orders(m, "CloseCancel")
+        return m
+
+    def settle(self, ticker: str) -> list[SettlementRecord]:
+        """Pay every holder $1 per winning contract and close their positions."""
+        m = self.market(ticker)
+        if m.status != "determined":
+            raise ValueError(f"{ticker} is {m.status}: settle needs a determined market")
+        now = self.clock_ns()
+        m.status = "finalized"
+        m.settled_s = now // _NS
+        records = []
+        for user, acct in self.accounts.items():
+            pos = acct.positions.pop(ticker, None)
+            if pos is None or not (pos.yes or pos.no):
+                continue
+            won = pos.yes if m.result == "yes" else pos.no
+            revenue = won * _MONEY_PER_QTY_UNIT
+            acct.balance += revenue
+            held = pos.yes + pos.no  # both sides only when netting is off
+            yes_cost = pos.exposure * pos.yes // held
+            rec = SettlementRecord(
+                user=user,
+                ticker=ticker,
+                event_ticker=m.event_ticker,
+                result=m.result,
+                yes_count=pos.yes,
+                yes_cost=yes_cost,
+                no_count=pos.no,
+                no_cost=pos.exposure - yes_cost,
+                revenue=revenue,
+                fees=pos.fees_paid,
+                ts_ns=now,
+            )
+            records.append(rec)
+        self.settlements.extend(records)
+        return records

@@ -13,6 +13,11 @@ Authenticated connections get the private channels ``fill`` and ``user_orders`` 
 owner's orders), and ``orderbook_delta`` frames carry ``client_order_id`` (and ``subaccount``
 when non-zero) on the connections of the user whose request caused the change.
 
+Market lifecycle controls (``pause_market``, ``set_close_time``, ``determine``, ``settle``)
+publish public ``market_lifecycle_v2`` frames; a market closes by itself when the clock
+reaches its close time (no frame: Kalshi has no "closed" event). Settling pays $1 per
+winning contract and records what ``GET /portfolio/settlements`` serves.
+
 Run it alone: ``python -m arbkit.sim.kalshi_exchange --port 8765``.
 """
 
@@ -65,6 +70,7 @@ from arbkit.sim.kalshi_engine import (
     FillRecord,
     MatchingEngine,
     OrderError,
+    SettlementRecord,
     SimMarket,
     UserOrder,
 )
@@ -123,6 +129,11 @@ def _iso(ns: int) -> str:
 
 def _iso_s(s: int) -> str:
     return datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _settlement_value(result: str) -> str:
+    """A YES contract's payout in fixed-point dollars (binary markets: $1 or $0)."""
+    return "1.0000" if result == "yes" else "0.0000"
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:
@@ -275,6 +286,7 @@ class KalshiExchange:
         app.router.add_get(p + "/portfolio/fills", self._get_fills)
         app.router.add_get(p + "/portfolio/positions", self._get_positions)
         app.router.add_get(p + "/portfolio/balance", self._get_balance)
+        app.router.add_get(p + "/portfolio/settlements", self._get_settlements)
         app.router.add_get(p + "/historical/cutoff", self._get_historical_cutoff)
         app.router.add_get(p + "/historical/orders", self._get_historical_orders)
         app.router.add_get(p + "/historical/fills", self._get_historical_fills)
@@ -333,6 +345,7 @@ class KalshiExchange:
         price_ranges: list[tuple[int, int, int]] | None = None,
         price_level_structure: str = "linear_cent",
         title: str = "",
+        expected_expiration_time: datetime | int | None = None,
     ) -> None:
         now_s = self.clock_ns() // 1_000_000_000
 
@@ -342,23 +355,111 @@ class KalshiExchange:
             return int(v.timestamp()) if isinstance(v, datetime) else int(v)
 
         ev = event_ticker or ticker.rsplit("-", 1)[0]
-        self.engine.add_market(
-            SimMarket(
-                ticker=ticker,
-                series=series or ev.split("-", 1)[0],
-                event_ticker=ev,
-                status=status,
-                open_time_s=secs(open_time, now_s - 86_400),
-                close_time_s=secs(close_time, now_s + 30 * 86_400),
-                price_ranges=price_ranges or list(LINEAR_CENT),
-                price_level_structure=price_level_structure,
-                title=title or ticker,
-                market_id=str(uuid.uuid5(uuid.NAMESPACE_URL, "kalshi:" + ticker)),
-            )
+        close_s = secs(close_time, now_s + 30 * 86_400)
+        m = SimMarket(
+            ticker=ticker,
+            series=series or ev.split("-", 1)[0],
+            event_ticker=ev,
+            status=status,
+            open_time_s=secs(open_time, now_s - 86_400),
+            close_time_s=close_s,
+            price_ranges=price_ranges or list(LINEAR_CENT),
+            price_level_structure=price_level_structure,
+            title=title or ticker,
+            market_id=str(uuid.uuid5(uuid.NAMESPACE_URL, "kalshi:" + ticker)),
+            expected_expiration_s=secs(expected_expiration_time, close_s),
         )
+        self.engine.add_market(m)
+        self._lifecycle(ticker, "created", **self._created_fields(m))
 
     def set_market_status(self, ticker: str, status: str) -> None:
+        """Raw status switch (no lifecycle frame); the controls below are the real flows."""
         self.engine.market(ticker).status = status
+
+    # ------------------------------------------------------- market lifecycle ------
+
+    def pause_market(self, ticker: str, paused: bool = True) -> None:
+        """Trading paused (``inactive``) or resumed (``active``) on an open market."""
+        try:
+            changed = self.engine.pause(ticker, paused)
+        finally:
+            self._flush()
+        if changed:
+            kind = "deactivated" if paused else "activated"
+            self._lifecycle(ticker, kind, is_deactivated=paused)
+
+    def set_close_time(self, ticker: str, close_s: int) -> None:
+        """Move the close time (Unix seconds); a time already passed closes it at once."""
+        try:
+            self.engine.set_close_time(ticker, close_s)
+        finally:
+            self._flush()
+        self._lifecycle(ticker, "close_date_updated", close_ts=int(close_s))
+
+    def determine(self, ticker: str, result: str) -> None:
+        """The result is known ("yes" | "no"): resting orders are cancelled."""
+        try:
+            m = self.engine.determine(ticker, result)
+        finally:
+            self._flush()
+        self._lifecycle(
+            ticker,
+            "determined",
+            result=m.result,
+            settlement_value=_settlement_value(m.result),
+            determination_ts=m.determined_s,
+        )
+
+    def settle(self, ticker: str) -> None:
+        """Pay every holder $1 per winning contract; positions leave the portfolio."""
+        self.engine.settle(ticker)
+        self._lifecycle(ticker, "settled", settled_ts=self.engine.markets[ticker].settled_s)
+
+    def _created_fields(self, m: SimMarket) -> dict[str, Any]:
+        return {
+            "exchange_index": 0,
+            "open_ts": m.open_time_s,
+            "close_ts": m.close_time_s,
+            "additional_metadata": {
+                "name": m.title,
+                "title": m.title,
+                "yes_sub_title": m.title,
+                "no_sub_title": m.title,
+                "rules_primary": f"Simulated market {m.ticker}.",
+                "rules_secondary": "",
+                "can_close_early": False,
+                "event_ticker": m.event_ticker,
+                "expected_expiration_ts": m.expected_expiration_s,
+            },
+            "price_level_structure": m.price_level_structure,
+            "price_ranges": self._price_ranges_json(m),
+        }
+
+    def _lifecycle(self, ticker: str, event_type: str, **fields: Any) -> None:
+        """A public ``market_lifecycle_v2`` frame to every subscription that wants ``ticker``
+        (any user; an empty ``market_tickers`` filter means every market)."""
+        msg = {"market_ticker": ticker, "event_type": event_type, **fields}
+        for conn in self._conns:
+            for sub in conn.subs.values():
+                if sub.channel != "market_lifecycle_v2" or (
+                    sub.tickers and ticker not in sub.tickers
+                ):
+                    continue
+                frame = {
+                    "type": "market_lifecycle_v2",
+                    "sid": sub.sid,
+                    "seq": self._next_seq(sub),
+                    "msg": msg,
+                }
+                self._send(conn, frame)
+
+    def _close_due(self, markets: Iterable[SimMarket]) -> None:
+        """Apply close times that have passed (before every REST request: no timer)."""
+        try:
+            for m in markets:
+                self.engine.close_if_due(m)
+        finally:
+            self._flush()
 
     def set_bids(self, market: str, outcome: Outcome, levels: Iterable[tuple[Price, Qty]]) -> None:
         try:
@@ -529,6 +630,8 @@ class KalshiExchange:
         if isinstance(who, web.Response):
             return who
         request[USER] = who
+        if request.path != WS_PATH:
+            self._close_due(self.engine.markets.values())
         route = request.match_info.route.resource
         self.requests[f"{request.method} {route.canonical if route else request.path}"] += 1
         if request.path != WS_PATH and self.faults.fail_next_requests > 0:
@@ -565,7 +668,7 @@ class KalshiExchange:
             "updated_time": _iso(now),
             "open_time": _iso_s(m.open_time_s),
             "close_time": _iso_s(m.close_time_s),
-            "expected_expiration_time": _iso_s(m.close_time_s),
+            "expected_expiration_time": _iso_s(m.expected_expiration_s),
             "latest_expiration_time": _iso_s(m.close_time_s + 7 * 86_400),
             "settlement_timer_seconds": 300,
             "status": m.status,
@@ -583,18 +686,50 @@ class KalshiExchange:
             "volume_fp": qty_str(m.volume),
             "volume_24h_fp": qty_str(m.volume),
             "open_interest_fp": "0.00",
-            "result": "",
-            "can_close_early": True,
+            "result": m.result,
+            "can_close_early": False,
             "expiration_value": "",
             "rules_primary": f"Simulated market {m.ticker}.",
             "rules_secondary": "",
             "price_level_structure": m.price_level_structure,
-            "price_ranges": [
-                {"start": price_str(a), "end": price_str(b), "step": price_str(s)}
-                for a, b, s in m.price_ranges
-            ],
+            "price_ranges": self._price_ranges_json(m),
             "settlement_bounds_type": "default",
             "exchange_index": 0,
+            **self._result_fields(m),
+        }
+
+    @staticmethod
+    def _price_ranges_json(m: SimMarket) -> list[dict[str, str]]:
+        return [
+            {"start": price_str(a), "end": price_str(b), "step": price_str(s)}
+            for a, b, s in m.price_ranges
+        ]
+
+    @staticmethod
+    def _result_fields(m: SimMarket) -> dict[str, Any]:
+        """Filled only after determination / settlement (omitted before, as Kalshi does)."""
+        out: dict[str, Any] = {}
+        if m.result:
+            out["settlement_value_dollars"] = _settlement_value(m.result)
+        if m.settled_s:
+            out["settlement_ts"] = _iso_s(m.settled_s)
+        return out
+
+    def _settlement_json(self, r: SettlementRecord) -> dict[str, Any]:
+        """OpenAPI ``Settlement``: revenue in whole cents, value = a YES contract's payout."""
+        return {
+            "ticker": r.ticker,
+            "exchange_index": 0,
+            "event_ticker": r.event_ticker,
+            "market_result": r.result,
+            "yes_count_fp": qty_str(r.yes_count),
+            "yes_total_cost_dollars": money_str(r.yes_cost),
+            "no_count_fp": qty_str(r.no_count),
+            "no_total_cost_dollars": money_str(r.no_cost),
+            "revenue": r.revenue // _MONEY_PER_CENT,
+            "settled_time": _iso(r.ts_ns),
+            "fee_cost": money_str(r.fees),
+            "value": 100 if r.result == "yes" else 0,
         }
 
     def _order_json(self, o: UserOrder) -> dict[str, Any]:
@@ -1058,6 +1193,27 @@ class KalshiExchange:
         page, cursor = self._page(request, rows)
         return _json({"market_positions": page, "event_positions": [], "cursor": cursor})
 
+    async def _get_settlements(self, request: web.Request) -> web.Response:
+        q = request.query
+        rows = [r for r in self.engine.settlements if r.user == request[USER]]
+        if q.get("ticker"):
+            rows = [r for r in rows if r.ticker == q["ticker"]]
+        if q.get("event_ticker"):
+            rows = [r for r in rows if r.event_ticker == q["event_ticker"]]
+        try:
+            min_ts, max_ts = int(q.get("min_ts") or 0), int(q.get("max_ts") or 0)
+        except ValueError:
+            raise OrderError(400, "invalid_parameters", "bad min_ts or max_ts") from None
+        rows = [
+            r
+            for r in rows
+            if r.ts_ns >= min_ts * 1_000_000_000
+            and (not max_ts or r.ts_ns <= max_ts * 1_000_000_000)
+        ]
+        rows.reverse()  # newest first
+        page, cursor = self._page(request, rows)
+        return _json({"settlements": [self._settlement_json(r) for r in page], "cursor": cursor})
+
     async def _get_balance(self, request: web.Request) -> web.Response:
         acct = self.engine.account(request[USER])
         exposure = sum(p.exposure for p in acct.positions.values())
@@ -1261,8 +1417,9 @@ class KalshiExchange:
         tickers = self._tickers(params)
         for ch in channels:
             if ch != "orderbook_delta":
-                # fill / user_orders are published (owner only, optional market filter);
-                # the others are accepted for wire compatibility and stay silent.
+                # fill / user_orders are published (owner only, optional market filter),
+                # market_lifecycle_v2 to everyone (optional market filter); the others
+                # are accepted for wire compatibility and stay silent.
                 sub = _Sub(conn.next_sid, ch, tickers=list(tickers or []))
                 conn.next_sid += 1
                 conn.subs[sub.sid] = sub

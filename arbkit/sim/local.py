@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from arbkit.config.loader import SymbolMap
 from arbkit.gateways.kalshi_auth import KalshiAuth, generate_key_pair
-from arbkit.model import Money
+from arbkit.model import Money, Outcome
 from arbkit.sim.kalshi_exchange import KalshiExchange
 from arbkit.sim.market_model import DriveStats, MarketModel, SimUniverse, drive, generate_universe
 from arbkit.sim.tws_server import TwsServer
@@ -49,6 +51,8 @@ class LocalVenues:
         tws_server_version: int = 178,
         starting_balance_usd: Money = Money(100_000 * 1_000_000),
         drive_market: bool = True,
+        resolve_after_s: float | None = None,
+        resolve_pick: Callable[[], str | None] | None = None,
     ) -> None:
         self.n_symbols = n_symbols
         self.seed = seed
@@ -78,6 +82,12 @@ class LocalVenues:
         self.stats: DriveStats | None = None
         self._stop = asyncio.Event()
         self._driver: asyncio.Task[DriveStats] | None = None
+        # The demo's market lifecycle: the first symbol closes after this many seconds,
+        # is determined 2 s later from the model's probability, and pays out 1 s after.
+        self.resolve_after_s = resolve_after_s
+        self.resolve_pick = resolve_pick  # which symbol resolves (None: the first)
+        self.events: list[str] = []  # what the lifecycle did, for the demo to print
+        self._resolver: asyncio.Task[None] | None = None
 
     @property
     def symbol_map(self) -> SymbolMap:
@@ -130,6 +140,8 @@ class LocalVenues:
             self._driver = asyncio.create_task(
                 drive(self.model, self.exchange, self.tws, stop=self._stop), name="arbkit-market"
             )
+        if self.resolve_after_s is not None and self.universe.markets:
+            self._resolver = asyncio.create_task(self._resolve_first(), name="arbkit-resolve")
         self.info = LocalVenuesInfo(
             self.exchange.rest_url,
             self.exchange.ws_url,
@@ -141,7 +153,39 @@ class LocalVenues:
         )
         return self.info
 
+    async def _resolve_first(self) -> None:
+        """Close, determine and settle one symbol's market on both venues."""
+        assert self.exchange is not None and self.tws is not None
+        assert self.resolve_after_s is not None
+        await asyncio.sleep(self.resolve_after_s)
+        chosen = None
+        for _ in range(int(self.resolve_after_s * 2)):  # wait a while for a held position
+            chosen = self.resolve_pick() if self.resolve_pick is not None else None
+            if chosen is not None or self.resolve_pick is None:
+                break
+            await asyncio.sleep(0.5)
+        by_symbol = {m.symbol: m for m in self.universe.markets}
+        m = by_symbol.get(chosen or "", self.universe.markets[0])
+        now_s = int(time.time())
+        self.exchange.set_close_time(m.kalshi_ticker, now_s)
+        self.tws.close_trading(m.fx_pair_id)
+        self.events.append(f"{m.symbol}: trading closed on both venues")
+        await asyncio.sleep(2)
+        yes = self.model.probability(m.symbol) >= 0.5
+        kalshi_result = Outcome.YES if yes else Outcome.NO
+        self.exchange.determine(m.kalshi_ticker, kalshi_result.value)
+        self.events.append(f"{m.symbol}: resolved {kalshi_result.value.upper()} (Kalshi terms)")
+        await asyncio.sleep(1)
+        self.exchange.settle(m.kalshi_ticker)
+        self.tws.settle(m.fx_pair_id, m.ibkr_equivalent(kalshi_result))
+        self.events.append(f"{m.symbol}: paid out on Kalshi and ForecastEx")
+
     async def stop(self) -> None:
+        if self._resolver is not None:
+            self._resolver.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._resolver
+            self._resolver = None
         self._stop.set()
         if self._driver is not None:
             with contextlib.suppress(Exception):

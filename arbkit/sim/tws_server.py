@@ -26,6 +26,11 @@ orderRef, duplicates and retries included), ``orders_received``, ``cancels_recei
 a reconnect under the same clientId is served them by reqOpenOrders / reqAllOpenOrders /
 reqCompletedOrders / reqExecutions / reqPositions. Cancel errors are 10147 (not found)
 and 10148 (cannot be cancelled), as current TWS sends.
+
+Close and settlement: orders after a contract's last trade time (``clock_ns``) or on a
+settled market are rejected (201). ``settle(market, winner)`` cancels the market's working
+orders, pays $1 per held winning contract into ``cash``, zeroes both positions, empties the
+book and, as real TWS does for settled contracts, serves empty trading/liquid hours.
 """
 
 from __future__ import annotations
@@ -34,12 +39,14 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
 
 from arbkit.model import MONEY_SCALE, PRICE_SCALE, QTY_SCALE, Money, Outcome, Price, Qty
 from arbkit.sim import tws_wire as w
@@ -58,6 +65,7 @@ DEFAULT_CASH_USD = Money(100_000 * MONEY_SCALE)
 
 TICK_BID, TICK_ASK = 1, 2
 LIVE_STATES = frozenset({"PreSubmitted", "Submitted", "PendingCancel"})
+TRADING_CLOSED = "trading is closed for this contract"
 
 
 def _now_str() -> str:
@@ -76,12 +84,22 @@ def _local_symbol(symbol: str, last_trade_date: str, strike: str, right: str) ->
     return f"{symbol} {d.strftime('%b%d')}'{d.strftime('%y')} {strike} {side}"
 
 
+def last_trade_ns(c: TwsContract) -> int:
+    """The contract's last trade time (its own time zone) in epoch ns; no time = day end."""
+    day = dt.datetime.strptime(c.last_trade_date[:8], "%Y%m%d")
+    hh, mm, ss = (int(x) for x in (c.last_trade_time or "23:59:59").split(":"))
+    at = day.replace(hour=hh, minute=mm, second=ss, tzinfo=ZoneInfo(c.time_zone_id or "UTC"))
+    return int(at.timestamp()) * 1_000_000_000
+
+
 def _sessions_24h(days: int = 7) -> str:
-    today = dt.datetime.now(dt.UTC).date()
+    """Whole-day sessions from yesterday (whatever the contract's zone, today is covered),
+    each running to the next midnight, so there is no gap between days."""
+    start = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     out = []
-    for i in range(days):
-        d = (today + dt.timedelta(days=i)).strftime("%Y%m%d")
-        out.append(f"{d}:0000-{d}:2359")
+    for i in range(days + 1):
+        d, e = (start + dt.timedelta(days=j) for j in (i, i + 1))
+        out.append(f"{d:%Y%m%d}:0000-{e:%Y%m%d}:0000")
     return ";".join(out)
 
 
@@ -162,6 +180,7 @@ class TwsServer:
         commission_per_contract_usd: Money = ZERO_USD,
         starting_cash_usd: Money = DEFAULT_CASH_USD,
         next_valid_id: int = 1,
+        clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         if not w.MIN_CLIENT_VERSION <= server_version <= w.MAX_CLIENT_VERSION:
             raise ValueError(f"server_version must be 157..178, got {server_version}")
@@ -171,6 +190,8 @@ class TwsServer:
         self.account = account
         self.commission_per_contract_usd = commission_per_contract_usd
         self.cash: Money = starting_cash_usd
+        self.clock_ns = clock_ns
+        self.settled: dict[str, Outcome] = {}  # market id → winning outcome
         self._first_id = next_valid_id
         self._server: asyncio.Server | None = None
         self._sessions: set[_Session] = set()
@@ -337,6 +358,8 @@ class TwsServer:
         """A working BUY order that no API client placed (typed into TWS by hand: clientId
         0, orderId 0). It rests like any other order; returns its permId."""
         m = self.markets[market]
+        if market in self.settled:
+            raise ValueError(f"{market} is settled")
         contract = m.contract(outcome)
         self._perm_seq += 1
         self._foreign_seq += 1
@@ -414,6 +437,8 @@ class TwsServer:
     def set_bids(self, market: str, outcome: Outcome, levels: Sequence[tuple[Price, Qty]]) -> None:
         """BookSink: replace the makers' bids for ``outcome`` (floored to the $0.01 grid)."""
         m = self.markets[market]
+        if market in self.settled:
+            return  # a settled market has no book any more
         ladder: dict[int, int] = {}
         for price, qty in levels:
             p = price - price % CENT
@@ -430,6 +455,52 @@ class TwsServer:
             self._match_resting(m)
         self._publish(m.yes.con_id)
         self._publish(m.no.con_id)
+
+    def settle(self, market_id: str, winner: Outcome) -> None:
+        """The question resolved: pay $1 per held ``winner`` contract, end the market."""
+        m = self.markets[market_id]
+        if market_id in self.settled:
+            raise ValueError(f"{market_id} is already settled")
+        self.settled[market_id] = winner
+        for o in [o for o in self._orders.values() if o.market is m and not o.done]:
+            self._cancel(o, error=True)
+        for outcome in (Outcome.YES, Outcome.NO):
+            con_id = m.contract(outcome).con_id
+            held, _ = self.positions.pop(con_id, (0, Money(0)))
+            if outcome is winner:
+                self.cash = Money(self.cash + held * MONEY_SCALE)
+        m.yes, m.no = (
+            dataclasses.replace(c, trading_hours="", liquid_hours="") for c in (m.yes, m.no)
+        )
+        self.contracts[m.yes.con_id], self.contracts[m.no.con_id] = m.yes, m.no
+        m.bids = {Outcome.YES: {}, Outcome.NO: {}}
+        self._push_portfolio(m)
+        self._publish(m.yes.con_id)
+        self._publish(m.no.con_id)
+
+    def close_trading(self, market_id: str) -> None:
+        """Trading on the pair stops now: its last trade time becomes the present."""
+        m = self.markets[market_id]
+        at = dt.datetime.fromtimestamp(self.clock_ns() // 1_000_000_000, dt.UTC)
+        for outcome in (Outcome.YES, Outcome.NO):
+            c = dataclasses.replace(
+                m.contract(outcome),
+                last_trade_date=at.strftime("%Y%m%d"),
+                last_trade_time=at.strftime("%H:%M:%S"),
+                time_zone_id="UTC",
+            )
+            self.contracts[c.con_id] = c
+            if outcome is Outcome.YES:
+                m.yes = c
+            else:
+                m.no = c
+
+    def trading_closed(self, con_id: int) -> bool:
+        """After the last trade time, or once the market settled, orders are refused."""
+        m, outcome = self._market_of[con_id]
+        if m.market_id in self.settled:
+            return True
+        return self.clock_ns() >= last_trade_ns(m.contract(outcome))
 
     def top(self, con_id: int) -> tuple[tuple[str, int], tuple[str, int]]:
         """(bid, ask) shown for a contract: ((price text, size), (price text, size))."""
@@ -698,9 +769,14 @@ class TwsServer:
             f[23] or self.account, order_ref, f[33] == "1", "PendingSubmit",
         )  # fmt: skip
         reason, qty, limit = self._validate(action, qty_s, order_type, lmt_s, tif)
+        text = f"Order rejected - reason:{reason}"
+        if not reason and self.trading_closed(contract.con_id):
+            reason = TRADING_CLOSED
+            text = f"Order rejected - reason: {reason}"
         fault, fault_n = self._faults.popleft() if self._faults else ("", 0)
         if not reason and fault == "reject":
             reason = "simulated reject (fault switch)"
+            text = f"Order rejected - reason:{reason}"
         view.total_qty = qty
         o = _Order(view, market, outcome, limit, s.client_id)
         self._orders[view.perm_id] = o
@@ -710,7 +786,7 @@ class TwsServer:
             view.completed_status = f"Rejected: {reason}"
             view.completed_time = _now_str()
             o.done = True
-            s.send(w.error(s.sv, order_id, 201, f"Order rejected - reason:{reason}"))
+            s.send(w.error(s.sv, order_id, 201, text))
             return
         view.status = "Submitted"
         s.send(w.open_order(s.sv, view), w.order_status(view))
@@ -1095,8 +1171,10 @@ def _conforms(server: TwsServer) -> BookSink:
 
 
 def _demo(server: TwsServer) -> None:
+    # half a year ahead, so the demo contract is still tradable whenever it is started
+    last_trade = (dt.datetime.now(dt.UTC) + dt.timedelta(days=180)).strftime("%Y%m%d")
     server.add_market(
-        "FF-DEMO", symbol="FF", last_trade_date="20261209", strike="3.625",
+        "FF-DEMO", symbol="FF", last_trade_date=last_trade, strike="3.625",
         yes_con_id=713921696, no_con_id=713921701,
     )  # fmt: skip
     server.set_bids("FF-DEMO", Outcome.YES, [(Price(4500), Qty(1000)), (Price(4400), Qty(2500))])

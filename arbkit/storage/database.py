@@ -52,6 +52,8 @@ from arbkit.storage.records import (
     DbSummary,
     PositionRow,
     RiskHistory,
+    SettledExecution,
+    SettlementRow,
     SpreadSample,
     TradingStateRow,
     WriterStats,
@@ -681,6 +683,76 @@ class Database:
                 (-1 if limit is None else limit,),
             )
         return [TradingStateRow(*r) for r in rows]
+
+    # -- settlements (one row per mode, venue, symbol: a market settles once)
+
+    async def record_settlement(self, row: SettlementRow) -> bool:
+        """Store what a market paid; False when that market was already recorded (a
+        lifecycle frame and a re-read may both report one settlement)."""
+        values = (
+            row.ts_ns, row.settled_ns, row.mode, row.venue.value, row.symbol, row.instrument,
+            row.result.value, row.yes_qty, row.no_qty, row.payout, row.cost, row.fees,
+            row.source, row.detail,
+        )  # fmt: skip
+        inserted: list[bool] = []
+
+        def write(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO settlements (ts_ns, settled_ns, mode, venue, symbol, "
+                "instrument, result, yes_qty_e2, no_qty_e2, payout_e6, cost_e6, fees_e6, "
+                "source, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+            inserted.append(cur.rowcount == 1)
+
+        await self._write(write)
+        return bool(inserted and inserted[0])
+
+    async def settlements(self, mode: Mode | None = None) -> list[SettlementRow]:
+        where, params = ("WHERE mode = ?", (mode.value,)) if mode else ("", ())
+        async with self._lock:
+            rows = await self._conn().execute_fetchall(
+                "SELECT ts_ns, settled_ns, mode, venue, symbol, instrument, result, yes_qty_e2, "
+                f"no_qty_e2, payout_e6, cost_e6, fees_e6, source, detail FROM settlements {where} "
+                "ORDER BY id",
+                params,
+            )
+        return [
+            SettlementRow(
+                r[0],
+                r[1],
+                r[2],
+                Venue(r[3]),
+                r[4],
+                r[5],
+                Outcome(r[6]),
+                Qty(r[7]),
+                Qty(r[8]),
+                Money(r[9]),
+                Money(r[10]),
+                Money(r[11]),
+                r[12],
+                r[13],
+            )
+            for r in rows
+        ]
+
+    async def settled_executions(self, mode: Mode | None = None) -> list[SettledExecution]:
+        """Executions whose every filled leg has settled: settled PnL beside the expected."""
+        where, params = ("WHERE mode = ?", (mode.value,)) if mode else ("", ())
+        async with self._lock:
+            rows = await self._conn().execute_fetchall(
+                "SELECT execution_id, symbol, mode, state, expected_profit_e6, cost_e6, "
+                f"payout_e6, settled_pnl_e6, settled_ns FROM v_settled_executions {where} "
+                "ORDER BY created_ns, execution_id",
+                params,
+            )
+        return [
+            SettledExecution(
+                r[0], r[1], r[2], r[3], Money(r[4]), Money(r[5]), Money(r[6]), Money(r[7]), r[8]
+            )
+            for r in rows
+        ]
 
     async def risk_history(self, mode: Mode, day_start_ns: int) -> RiskHistory:
         """What the limits need after a restart, from the journal: losses realised since

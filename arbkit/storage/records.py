@@ -19,6 +19,8 @@ __all__ = [
     "DbSummary",
     "PositionRow",
     "RiskHistory",
+    "SettledExecution",
+    "SettlementRow",
     "SpreadSample",
     "TradingStateRow",  # the detection pipeline's sample, stored as-is in ``spreads``
     "WriterStats",
@@ -76,3 +78,40 @@ class TradingStateRow:
 class RiskHistory:
     loss_today: Money  # realised losses since the trading day began (>= 0)
     consecutive_failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRow:
+    """What one venue paid for one symbol's market at resolution (``result`` is the
+    winning outcome in that venue's terms; ``source``: ``kalshi`` = the venue's own
+    settlement record, ``ibkr`` = the position left and the cash moved, ``paper``)."""
+
+    ts_ns: int
+    settled_ns: int
+    mode: str
+    venue: Venue
+    symbol: str
+    instrument: str
+    result: Outcome
+    yes_qty: Qty
+    no_qty: Qty
+    payout: Money
+    cost: Money
+    fees: Money
+    source: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SettledExecution:
+    """An execution whose every filled leg's market has settled."""
+
+    execution_id: str
+    symbol: str
+    mode: str
+    state: str
+    expected_profit: Money
+    cost: Money
+    payout: Money
+    settled_pnl: Money
+    settled_ns: int

@@ -294,11 +294,63 @@ _TRADING_STATE_V3 = (
     _view("trading_state", ["ts_ns"]),
 )
 
+# v4: what each market paid at resolution, one row per (mode, venue, symbol), and the
+# settled PnL of every execution next to the PnL expected when it was decided. A leg is
+# worth $1 per contract when its outcome (venue terms) is the venue's result, else 0; a
+# pair netted at the venue before settlement is worth the same $1, so legs are valued
+# as if held (the venue's own cash flow is in the settlements row).
+_SETTLEMENTS_V4 = (
+    f"""
+    CREATE TABLE settlements (
+        id          INTEGER PRIMARY KEY,
+        ts_ns       INTEGER NOT NULL,
+        settled_ns  INTEGER NOT NULL,
+        mode        TEXT    NOT NULL CHECK (mode IN {_MODES}),
+        venue       TEXT    NOT NULL,
+        symbol      TEXT    NOT NULL,
+        instrument  TEXT    NOT NULL,
+        result      TEXT    NOT NULL CHECK (result IN {_OUTCOMES}),
+        yes_qty_e2  INTEGER NOT NULL DEFAULT 0,
+        no_qty_e2   INTEGER NOT NULL DEFAULT 0,
+        payout_e6   INTEGER NOT NULL,
+        cost_e6     INTEGER NOT NULL DEFAULT 0,
+        fees_e6     INTEGER NOT NULL DEFAULT 0,
+        source      TEXT    NOT NULL,
+        detail      TEXT    NOT NULL DEFAULT '',
+        UNIQUE (mode, venue, symbol)
+    ) STRICT
+    """,
+    _view(
+        "settlements",
+        ["ts_ns", "settled_ns", "yes_qty_e2", "no_qty_e2", "payout_e6", "cost_e6", "fees_e6"],
+    ),
+    """
+    CREATE VIEW v_settled_executions AS
+    SELECT
+        a.execution_id, a.symbol, a.mode, a.state, a.created_ns,
+        a.expected_profit_e6,
+        SUM(e.filled_cost_e6 + e.fees_e6) AS cost_e6,
+        SUM(CASE WHEN e.outcome = s.result THEN e.filled_qty_e2 * 10000 ELSE 0 END) AS payout_e6,
+        SUM(CASE WHEN e.outcome = s.result THEN e.filled_qty_e2 * 10000 ELSE 0 END)
+            - SUM(e.filled_cost_e6 + e.fees_e6) AS settled_pnl_e6,
+        MAX(s.settled_ns) AS settled_ns
+    FROM arb_executions AS a
+    JOIN executions AS e ON e.execution_id = a.execution_id AND e.filled_qty_e2 > 0
+    JOIN settlements AS s ON s.mode = a.mode AND s.symbol = e.symbol AND s.venue = e.venue
+    GROUP BY a.execution_id
+    HAVING COUNT(*) = (
+        SELECT COUNT(*) FROM executions AS x
+        WHERE x.execution_id = a.execution_id AND x.filled_qty_e2 > 0
+    )
+    """,
+)
+
 # MIGRATIONS[i]: statements that take user_version i to i + 1.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _TABLES_V1 + _VIEWS_V1,
     _AUDIT_V2,
     _TRADING_STATE_V3,
+    _SETTLEMENTS_V4,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # The analysis tables (exported, summarised, mirrored as DuckDB views). The audit trail is

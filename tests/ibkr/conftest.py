@@ -17,7 +17,7 @@ WX_YES, WX_NO = 720000001, 720000002
 
 def add_markets(server: TwsServer) -> None:
     server.add_market(
-        "FF-DEC", symbol="FF", last_trade_date="20261209", strike="3.625",
+        "FF-DEC", symbol="FF", last_trade_date="20271209", strike="3.625",
         yes_con_id=FF_YES, no_con_id=FF_NO, under_con_id=658663572,
     )  # fmt: skip
     server.add_market(
@@ -42,10 +42,10 @@ def symbol_map() -> SymbolMap:
                 "FED-DEC": {
                     "kalshi_ticker": "KXFED-26DEC-T3.75",
                     "kalshi_yes_is": "yes",
-                    "resolution": "2026-12-10",
+                    "resolution": "2027-12-10",
                     "forecastex": {
                         "symbol": "FF",
-                        "last_trade_date": "20261209",
+                        "last_trade_date": "20271209",
                         "strike": "3.625",
                     },
                 },

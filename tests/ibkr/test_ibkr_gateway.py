@@ -61,7 +61,7 @@ async def test_discovery_both_ways_and_startup_time(tws: TwsServer, cache_path: 
         assert gw.health.connected and gw.account == "DU1234567"
         assert gw.contract_queries == 4
         cached = json.loads(cache_path.read_text())["contracts"]
-        assert cached["FF|20261209|3.625|C"]["conId"] == FF_YES
+        assert cached["FF|20271209|3.625|C"]["conId"] == FF_YES
         assert cached[f"conId:{WX_NO}"]["right"] == "P"
     finally:
         await gw.stop()

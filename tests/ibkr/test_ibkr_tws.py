@@ -45,7 +45,7 @@ async def test_contract_details_match_unknown_ambiguous(tws: TwsServer) -> None:
     try:
         yes = Contract(
             symbol="FF", secType="OPT", exchange="FORECASTX", currency="USD",
-            lastTradeDateOrContractMonth="20261209", strike=3.625, right="C",
+            lastTradeDateOrContractMonth="20271209", strike=3.625, right="C",
         )  # fmt: skip
         no = Contract(conId=FF_NO, exchange="FORECASTX")
         unknown = Contract(symbol="FF", secType="OPT", exchange="FORECASTX", strike=9.0, right="C")
@@ -59,9 +59,9 @@ async def test_contract_details_match_unknown_ambiguous(tws: TwsServer) -> None:
         assert (
             cd.underConId == 658663572
             and cd.minTick == 0.01
-            and cd.realExpirationDate == "20261209"
+            and cd.realExpirationDate == "20271209"
         )
-        assert cd.contract is not None and cd.contract.localSymbol == "FF Dec09'26 3.625 YES"
+        assert cd.contract is not None and cd.contract.localSymbol == "FF Dec09'27 3.625 YES"
         assert cd.timeZoneId == "US/Central" and cd.tradingHours
         chain = await ib.reqContractDetailsAsync(
             Contract(symbol="FF", secType="OPT", exchange="FORECASTX")
@@ -195,7 +195,7 @@ async def test_sec_def_opt_params_market_rule_and_time(tws: TwsServer) -> None:
     ib = await connect(tws)
     try:
         [chain] = await ib.reqSecDefOptParamsAsync("FF", "", "IND", 658663572)
-        assert chain.exchange == "FORECASTX" and chain.expirations == ["20261209"]
+        assert chain.exchange == "FORECASTX" and chain.expirations == ["20271209"]
         assert chain.strikes == [3.625]
         [inc] = await ib.reqMarketRuleAsync(26)
         assert inc.increment == 0.01

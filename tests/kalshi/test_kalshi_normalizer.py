@@ -403,3 +403,25 @@ def test_replayed_reconnect_without_invalidate_all_recovers() -> None:
     n.on_message(snap(2, "B", "0.25"), 1)
     assert n.is_valid("B")
     assert n.book("A") == ([(1500, 100)], []) and n.book("B") == ([(2500, 100)], [])
+
+
+def test_market_lifecycle_v2_events_and_gaps() -> None:
+    """Lifecycle frames become events for mapped markets (their own seq: a gap asks for a
+    re-read, books are not touched); Kalshi's own sample (another market) is ignored."""
+    n = norm()
+    upd = n.on_message(load("ws_market_lifecycle_v2_created.json"), 1)
+    assert not upd.lifecycle and not upd.lifecycle_gap and not upd.errors
+    first = n.on_message(frame("market_lifecycle_v2", 9, 1, event_type="deactivated",
+                               is_deactivated=True), 2)  # fmt: skip
+    [ev] = first.lifecycle
+    assert (ev.ticker, ev.event_type, ev.is_deactivated) == (TICKER, "deactivated", True)
+    det = n.on_message(
+        frame("market_lifecycle_v2", 9, 2, event_type="determined", result="yes",
+              settlement_value="1.0000", determination_ts=1_800_000_000), 3,
+    )  # fmt: skip
+    [ev] = det.lifecycle
+    assert ev.result == "yes" and ev.settlement_value == 1_000_000
+    assert ev.determination_ns == 1_800_000_000 * 1_000_000_000 and not det.lifecycle_gap
+    gap = n.on_message(frame("market_lifecycle_v2", 9, 4, event_type="settled"), 4)
+    assert gap.lifecycle_gap and gap.lifecycle[0].event_type == "settled"
+    assert not gap.ticks  # books untouched

@@ -378,3 +378,50 @@ async def test_risk_history_rebuilds_daily_loss_and_failure_streak(tmp_path: Pat
         assert (await db.risk_history(Mode.PAPER, day)).loss_today == 5_000_000
         rows = await db.trading_state_rows()
         assert [(r.to_state, r.actor) for r in rows] == [("halted", "limit"), ("active", "user")]
+
+
+async def test_settled_pnl_per_execution_from_settlements(db: Database) -> None:
+    """Schema v4: a market settles once per (mode, venue, symbol); an execution's settled
+    PnL appears when every filled leg's venue has settled, valued $1 per contract of the
+    winning outcome (venue terms), beside the PnL expected at decision."""
+    from arbkit.storage.records import SettlementRow
+
+    ex = await intent(db, "e1")
+    k = order("e1", state=OrderState.FILLED, filled_qty=Qty(300), filled_cost=Money(1_230_000),
+              fees=Money(60_000))  # fmt: skip
+    f = order("e1", Leg.LEG2, state=OrderState.FILLED, filled_qty=Qty(300),
+              filled_cost=Money(1_530_000), fees=Money(30_000))  # fmt: skip
+    await db.record_step(dataclasses.replace(ex, state=ExecState.LEG2_SENT), k)
+    await db.record_order(f)
+    await db.record_state(dataclasses.replace(ex, state=ExecState.DONE, orders=[k, f]))
+    assert await db.settled_executions() == []
+
+    def row(venue: Venue, result: Outcome, payout: int) -> SettlementRow:
+        return SettlementRow(5, 4, "paper", venue, "FED-25DEC", "x", result, Qty(0), Qty(0),
+                             Money(payout), Money(0), Money(0), "paper")  # fmt: skip
+
+    assert await db.record_settlement(row(Venue.KALSHI, Outcome.YES, 3_000_000))
+    assert not await db.record_settlement(row(Venue.KALSHI, Outcome.YES, 3_000_000))  # once
+    assert await db.settled_executions() == []  # ForecastEx has not settled yet
+    assert await db.record_settlement(row(Venue.IBKR, Outcome.YES, 0))
+    [s] = await db.settled_executions()
+    # Kalshi YES 3 contracts pay $3.00; ForecastEx NO pays 0; costs 2.76 + fees 0.09
+    assert (s.payout, s.cost) == (3_000_000, 2_850_000)
+    assert s.settled_pnl == 150_000 and s.expected_profit == 30_000
+    assert [r.venue for r in await db.settlements()] == [Venue.KALSHI, Venue.IBKR]
+
+
+async def test_a_version_3_file_migrates_to_4_keeping_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "v3.sqlite"
+    async with Database(path) as db:
+        await intent(db, "old")
+    con = sqlite3.connect(path)  # back to what a version-3 arbkit wrote
+    with con:
+        con.execute("DROP VIEW v_settled_executions")
+        con.execute("DROP VIEW v_settlements")
+        con.execute("DROP TABLE settlements")
+        con.execute("PRAGMA user_version = 3")
+    con.close()
+    async with Database(path) as db:
+        assert db.user_version == SCHEMA_VERSION == 4
+        assert await db.execution("old") is not None and await db.settlements() == []

@@ -1,0 +1,136 @@
+"""Market lifecycle (issue 13), through the REAL ArbitrageMonitor in live mode against the
+local venues: a pause on Kalshi (market_lifecycle_v2) blocks new executions at once, the
+close-time check uses the earlier of the two venues' real closes, and a settlement on both
+venues pays out, releases the positions and gives settled PnL per execution that equals
+the hand-computed payout minus costs and the fees charged — with no reconciliation halt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from arbkit.execution.journal import ExecState
+from arbkit.gateways.kalshi_auth import KalshiAuth
+from arbkit.model import Money, Outcome
+from arbkit.normalizers.market_status import MarketStatus
+
+from .rig import FX_MARKET, FX_NO, FX_YES, SYMBOL, TICKER, Venues, default_config
+from .test_monitor_lifecycle import monitor, no_arb, rows, running, until
+from .test_monitor_order_truth import one_execution, ready
+from .test_risk_restarts import kalshi_orders, quiet
+
+
+def fx_last_trade(venues: Venues, at: dt.datetime) -> None:
+    """Move the ForecastEx pair's last trade time (before the monitor reads details)."""
+    tws = venues.tws
+    for con_id in (FX_YES, FX_NO):
+        tws.contracts[con_id] = dataclasses.replace(
+            tws.contracts[con_id],
+            last_trade_date=at.strftime("%Y%m%d"),
+            last_trade_time=at.strftime("%H:%M:%S"),
+            time_zone_id="UTC",
+        )
+    m = tws.markets[FX_MARKET]
+    m.yes, m.no = tws.contracts[FX_YES], tws.contracts[FX_NO]
+
+
+async def test_a_paused_kalshi_market_blocks_new_executions_at_once(
+    venues: Venues, auth: KalshiAuth, tmp_path: Path
+) -> None:
+    no_arb(venues)
+    async with running(monitor(venues, auth, tmp_path / "p.sqlite", tmp_path / "l")) as mon:
+        await ready(mon)
+        clock = mon.market_clocks[SYMBOL]
+        assert clock.kalshi_status is MarketStatus.OPEN and clock.ibkr_known
+        venues.exchange.pause_market(TICKER)
+        await until(lambda: clock.kalshi_status is MarketStatus.PAUSED, 5, "pause seen")
+        venues.arb_books()
+        await quiet()
+        assert kalshi_orders(venues) == 0 and venues.tws.orders_received == 0
+        assert any("kalshi market paused" in o.reason for o in mon.recent_opportunities)
+        venues.exchange.pause_market(TICKER, False)
+        await until(lambda: clock.kalshi_status is MarketStatus.OPEN, 5, "resume seen")
+        venues.arb_books()
+        assert (await one_execution(mon, 15)).state is ExecState.DONE
+    assert rows(
+        tmp_path / "p.sqlite", "SELECT old, new FROM audit WHERE field = 'market_state'"
+    ) == [("open", "paused"), ("paused", "open")]
+
+
+async def test_close_time_check_uses_the_earlier_venue(
+    venues: Venues, auth: KalshiAuth, tmp_path: Path
+) -> None:
+    """min_time_to_close_s = 1 h. ForecastEx stops trading in 30 min while Kalshi closes
+    in a year: refused on ForecastEx's close. (The symbol map's resolution is 2027-06-30,
+    which alone would allow it.)"""
+    fx_last_trade(venues, dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30))
+    cfg = default_config()
+    cfg = replace(cfg, risk=replace(cfg.risk, min_time_to_close_s=3_600))
+    no_arb(venues)
+    mon = monitor(venues, auth, tmp_path / "c.sqlite", tmp_path / "l", config=cfg)
+    async with running(mon):
+        await ready(mon)
+        clock = mon.market_clocks[SYMBOL]
+        assert clock.close_ns() == clock.ibkr_close_ns < clock.kalshi_close_ns
+        venues.arb_books()
+        await until(
+            lambda: any("min_time_to_close_s" in o.reason for o in mon.recent_opportunities),
+            10,
+            "refused on the earlier close",
+        )
+        assert kalshi_orders(venues) == 0
+        # Kalshi moves its close to 20 minutes from now (close_date_updated): still refused
+        venues.exchange.set_close_time(TICKER, int(time.time()) + 1_200)
+        await until(lambda: clock.close_ns() == clock.kalshi_close_ns, 5, "new Kalshi close")
+        assert clock.kalshi_close_ns < clock.ibkr_close_ns
+
+
+async def test_settlement_on_both_venues_pays_out_and_gives_settled_pnl(
+    venues: Venues, auth: KalshiAuth, tmp_path: Path
+) -> None:
+    db = tmp_path / "s.sqlite"
+    no_arb(venues)
+    mon = monitor(venues, auth, db, tmp_path / "l", reconcile_interval_s=0.2)
+    async with running(mon):
+        await ready(mon)
+        assert mon.executor is not None
+        ex = mon.executor
+        venues.arb_books()
+        rec = await one_execution(mon, 15)
+        assert rec.state is ExecState.DONE
+        bal0 = venues.exchange.engine.account(venues.key_id).balance
+        cash0 = venues.tws.cash
+        assert venues.kalshi_positions() == {(TICKER, Outcome.YES): 1_000}
+        assert venues.fx_positions() == {FX_NO: 10}
+        # The question resolves YES on both venues (identical pairing): Kalshi YES pays.
+        venues.exchange.determine(TICKER, "yes")
+        venues.exchange.settle(TICKER)
+        await until(lambda: not any(k[1].value == "kalshi" for k in ex.state.positions), 10,
+                    "Kalshi positions released")  # fmt: skip
+        venues.tws.settle(FX_MARKET, Outcome.YES)
+        await until(lambda: not ex.state.positions, 10, "ForecastEx positions released")
+        await asyncio.sleep(1.0)  # several reconciliation passes after both payouts
+        assert not mon.kill_switch, ex.state.state_reason
+        assert ex.state.exposure == 0
+    # venue truth: Kalshi paid $10 into the balance, ForecastEx paid nothing (NO lost)
+    assert venues.exchange.engine.account(venues.key_id).balance == bal0 + Money(10_000_000)
+    assert venues.tws.cash == cash0
+    assert venues.kalshi_positions() == {} and venues.fx_positions() == {}
+    got = rows(db, "SELECT venue, result, payout_e6, source FROM settlements ORDER BY venue")
+    assert got == [("ibkr", "yes", 0, "ibkr"), ("kalshi", "yes", 10_000_000, "kalshi")]
+    eid = rec.execution_id
+    [(cost,)] = rows(
+        db, f"SELECT SUM(filled_cost_e6 + fees_e6) FROM executions WHERE execution_id = '{eid}'"
+    )
+    [(pnl, expected)] = rows(
+        db,
+        "SELECT settled_pnl_e6, expected_profit_e6 FROM v_settled_executions "
+        f"WHERE execution_id = '{eid}'",
+    )
+    assert pnl == 10_000_000 - cost  # $1 × 10 winning contracts − costs − fees charged
+    assert pnl == expected == rec.expected_profit
