@@ -307,7 +307,7 @@ def _replay(args: argparse.Namespace) -> int:
     t1 = time.perf_counter()
 
     async def run() -> Any:
-        from arbkit.storage.database import Database, DatabaseWriter
+        from arbkit.storage.database import Database, DatabaseWriter, config_digest
 
         bar = tqdm(total=len(prepared.batches), unit="msg", disable=args.quiet, desc="replay")
         last = [0]
@@ -320,6 +320,7 @@ def _replay(args: argparse.Namespace) -> int:
             res = await replay(prepared, symbols, cfg, progress=progress)
         else:
             async with Database(args.db) as db:
+                await db.begin_run("replay", config_digest(cfg, symbols), " ".join(sys.argv))
                 writer = DatabaseWriter(db)
                 writer.start()
                 try:
@@ -410,7 +411,23 @@ def _need_db(db: str) -> Path:
 def _analyze(args: argparse.Namespace) -> int:
     from arbkit.analysis.export import analyze_main
 
-    return analyze_main(_need_db(args.db), print)
+    return analyze_main(
+        _need_db(args.db),
+        print,
+        run=args.run,
+        since_ns=_utc_ns(args.since, "--since"),
+        until_ns=_utc_ns(args.until, "--until"),
+        list_runs=args.runs,
+    )
+
+
+def _utc_ns(text: str | None, flag: str) -> int | None:
+    from arbkit.analysis.queries import utc_ns
+
+    try:
+        return utc_ns(text)
+    except ValueError as exc:
+        raise CliError(f"{flag}: {exc}") from None
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -617,6 +634,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("analyze", help="summarise the database with DuckDB")
     a.add_argument("--db", default=str(DEFAULT_DB))
+    a.add_argument("--run", default=None, help="only this run (see --runs)")
+    a.add_argument(
+        "--since", default=None, metavar="TIME", help="from this UTC date/time (2026-12-01[T09:30])"
+    )
+    a.add_argument("--until", default=None, metavar="TIME", help="before this UTC date/time")
+    a.add_argument("--runs", action="store_true", help="list the runs in the database")
 
     st = sub.add_parser(
         "state", help="show the persisted trading state; --resume lifts a halt (as the user)"

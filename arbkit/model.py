@@ -306,6 +306,8 @@ class Opportunity:
     detected_ts_ns: int
     # When the older leg's quote was last proven current (book/freshness.py); 0 = book ts.
     quote_seen_ns: int = 0
+    # The ForecastEx coupon rate (APY, bps) annualized_return_bps was computed with.
+    coupon_bps: int = 0
 
     @property
     def contracts(self) -> int:

@@ -84,9 +84,12 @@ def oracle(
 
 def test_hand_computed_single_level() -> None:
     # Kalshi YES ask 0.40 ×10, ForecastEx NO ask 0.50 ×10: 10 contracts cost $9.00,
-    # Kalshi fee ceil(0.07·10·0.4·0.6 = 0.168) = $0.17, ForecastEx 10 × $0.01 = $0.10.
+    # Kalshi fee ceil(0.07·10·0.4·0.6 = 0.168) = $0.17, ForecastEx 10 × $0.01 = $0.10
+    # (the conservative setting; the default 0 takes the cent as inside the pair price).
     book = _book({Outcome.YES: [(4000, 1000)]}, {Outcome.NO: [(5000, 1000)]})
-    det = ArbitrageDetector(FeeModel(FeeParams()), DetectorParams())
+    det = ArbitrageDetector(
+        FeeModel(FeeParams(forecastex_fee_per_contract_usd=10_000)), DetectorParams()
+    )
     [opp] = det.evaluate(book, NOW_NS)
     assert opp.combo == "kalshi_yes+ibkr_no"
     assert opp.contracts == 10
@@ -232,8 +235,8 @@ def test_detector_matches_brute_force_oracle(
 def test_replace_params_at_runtime() -> None:
     book = _book({Outcome.YES: [(4000, 1000)]}, {Outcome.NO: [(5000, 1000)]})
     det = ArbitrageDetector(FeeModel(FeeParams()), DetectorParams())
-    assert det.evaluate(book, NOW_NS)
-    det.params = replace(det.params, min_edge_usd=80_000)
+    assert det.evaluate(book, NOW_NS)  # edge $0.083 per contract
+    det.params = replace(det.params, min_edge_usd=90_000)
     assert not det.evaluate(book, NOW_NS)
 
 
@@ -289,3 +292,24 @@ def test_book_depth_fraction_sizes_to_a_share_of_each_level() -> None:
         FeeModel(FeeParams()), DetectorParams(book_depth_fraction=Decimal("0.5"))
     ).evaluate(book, NOW_NS)
     assert full[0].contracts == 17 and half[0].contracts == 8  # 5 + 3.5 → 8 whole
+
+
+def test_coupon_rate_is_the_dated_one_in_force_and_reported() -> None:
+    """The ForecastEx coupon follows EFFR: the config gives dated rates; the annualised
+    return uses the one in force at detection and says which (Opportunity.coupon_bps)."""
+    import datetime as dt
+
+    book = _book({Outcome.YES: [(4000, 1000)]}, {Outcome.NO: [(5000, 1000)]})
+    day = dt.datetime.fromtimestamp(NOW_NS // 1_000_000_000, dt.UTC).date()
+    rates = {
+        (day - dt.timedelta(days=30)).isoformat(): 383,
+        (day - dt.timedelta(days=1)).isoformat(): 358,
+        (day + dt.timedelta(days=1)).isoformat(): 333,  # not yet in force
+    }
+    fees = FeeParams(forecastex_coupon_apy_bps=400, forecastex_coupon_rates_bps=rates)
+    [opp] = ArbitrageDetector(FeeModel(fees), DetectorParams()).evaluate(book, NOW_NS)
+    [flat] = ArbitrageDetector(
+        FeeModel(FeeParams(forecastex_coupon_apy_bps=358)), DetectorParams()
+    ).evaluate(book, NOW_NS)
+    assert opp.coupon_bps == 358 and opp.annualized_return_bps == flat.annualized_return_bps
+    assert FeeModel(fees).coupon_bps_at(0) == 400  # before the first dated rate

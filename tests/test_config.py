@@ -177,3 +177,13 @@ def test_equivalence_relation_must_match_the_orientation() -> None:
         "verified_by",
         "verified_on",
     ]
+
+
+def test_coupon_rates_are_dated() -> None:
+    from arbkit.config._toml import ConfigError
+    from arbkit.config.execution_loader import parse_execution_config
+
+    cfg = parse_execution_config({"fees": {"forecastex_coupon_rates_bps": {"2026-09-18": 358}}})
+    assert cfg.fees.forecastex_coupon_rates_bps == {"2026-09-18": 358}
+    with pytest.raises(ConfigError, match=r"forecastex_coupon_rates_bps\.Sept"):
+        parse_execution_config({"fees": {"forecastex_coupon_rates_bps": {"Sept": 358}}})

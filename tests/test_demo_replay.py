@@ -39,10 +39,13 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"db": db, "capture": cap, "symbols": d / "data" / "sim" / "symbols.toml"}
 
 
-def _rows(db: Path, table: str) -> list[tuple[object, ...]]:
+def _rows(db: Path, table: str, *, without_run: bool = False) -> list[tuple[object, ...]]:
     con = sqlite3.connect(db)
     try:
-        return con.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+        cols = [r[1] for r in con.execute(f"PRAGMA table_info({table})")]
+        if without_run:  # two runs differ by their run id only
+            cols = [c for c in cols if c != "run_id"]
+        return con.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY 1").fetchall()
     finally:
         con.close()
 
@@ -80,7 +83,7 @@ def test_replay_is_deterministic(demo_run: dict[str, Path], tmp_path: Path) -> N
     assert _replay_db(demo_run, a) == 0
     assert _replay_db(demo_run, b) == 0
     for table in ("opportunities", "spreads", "arb_executions", "executions", "positions"):
-        assert _rows(a, table) == _rows(b, table), table
+        assert _rows(a, table, without_run=True) == _rows(b, table, without_run=True), table
     assert _rows(a, "opportunities"), "the replay found the demo's opportunities"
     assert _rows(a, "arb_executions")
 
@@ -144,3 +147,31 @@ def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "e.toml" in err and "detector.min_edge_usd" in err
     assert main(["analyze", "--db", str(tmp_path / "missing.sqlite")]) == 2
     assert "arbkit demo" in capsys.readouterr().err
+
+
+def test_every_row_carries_its_run_and_analyze_filters_by_run(
+    demo_run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Schema v6 (issue 13): one `runs` row per demo / replay (replays marked `replay`),
+    every row written carries its run id, and `arbkit analyze --run` filters by it."""
+    [(run_id, mode, ended)] = [(r[0], r[3], r[2]) for r in _rows(demo_run["db"], "runs")]
+    assert mode == "paper" and ended is not None
+    con = sqlite3.connect(demo_run["db"])
+    try:
+        for table in (*TABLES, "settlements"):
+            ids = {r[0] for r in con.execute(f"SELECT DISTINCT run_id FROM {table}")}
+            assert ids == {run_id}, (table, ids)
+    finally:
+        con.close()
+    out = tmp_path / "replayed.sqlite"
+    assert _replay_db(demo_run, out) == 0
+    assert [r[3] for r in _rows(out, "runs")] == ["replay"]
+    capsys.readouterr()
+    assert main(["analyze", "--db", str(demo_run["db"]), "--runs"]) == 0
+    assert run_id in capsys.readouterr().out
+    assert main(["analyze", "--db", str(demo_run["db"]), "--run", run_id]) == 0
+    assert f"filtered: run {run_id}" in capsys.readouterr().out
+    assert main(["analyze", "--db", str(demo_run["db"]), "--run", "r-nope"]) == 2
+    assert "no run 'r-nope'" in capsys.readouterr().out
+    assert main(["analyze", "--db", str(demo_run["db"]), "--since", "2999-01-01"]) == 0
+    assert "filtered: since 2999-01-01" in capsys.readouterr().out

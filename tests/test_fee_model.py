@@ -40,8 +40,10 @@ def test_maker_and_multiplier_and_centicent() -> None:
 
 
 def test_forecastex_fee() -> None:
-    assert _fm().forecastex_fee(1_000) == 100_000
-    assert _fm(forecastex_fee_per_contract_usd=0).forecastex_fee(1_000) == 0
+    # default 0: the $0.01 per pair is inside ForecastEx's $1.01 pair price
+    assert _fm().forecastex_fee(1_000) == 0
+    assert _fm(forecastex_fee_per_contract_usd=10_000).forecastex_fee(1_000) == 100_000
+    assert _fm(forecastex_fee_per_contract_usd=10_000).forecastex_fee(1_050) == 110_000
 
 
 def _decimal_fee(coef: Decimal, price: int, qty: int, gran: Decimal) -> Decimal:

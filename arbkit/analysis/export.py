@@ -107,12 +107,54 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     return lines
 
 
-def analyze_main(db: Path, console_print: Callable[..., Any] = print) -> int:
-    """``arbkit analyze [--db PATH]``: the headline numbers of a database (or export)."""
+def analyze_main(
+    db: Path,
+    console_print: Callable[..., Any] = print,
+    *,
+    run: str | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    list_runs: bool = False,
+) -> int:
+    """``arbkit analyze [--db PATH] [--run ID] [--since T] [--until T] [--runs]``: the
+    headline numbers of a database (or export), for one run and/or a time window."""
     if not db.is_dir() and _missing(db, console_print):
         return 2
-    with Analysis(db) as analysis:
-        summary = analysis.summary()
+    try:
+        with Analysis(db, run=run, since_ns=since_ns, until_ns=until_ns) as analysis:
+            if list_runs:
+                runs = analysis.runs()
+                for r in runs:
+                    ended = r["ended_at"] or "running or crashed"
+                    console_print(
+                        f"{r['run_id']}  {r['mode']:<7} {r['started_at']} → {ended}  "
+                        f"config {r['config_digest']}  {r['command']}"
+                    )
+                if not runs:
+                    console_print(f"{db}: no runs recorded")
+                return 0
+            summary = analysis.summary()
+    except ValueError as exc:
+        console_print(f"error: {exc}")
+        return 2
+    if run is not None or since_ns is not None or until_ns is not None:
+        window = ", ".join(
+            part
+            for part in (
+                f"run {run}" if run else "",
+                f"since {_iso(since_ns)}" if since_ns is not None else "",
+                f"until {_iso(until_ns)}" if until_ns is not None else "",
+            )
+            if part
+        )
+        console_print(f"filtered: {window}")
     for line in summary_lines(summary):
         console_print(line)
     return 0
+
+
+def _iso(ns: int | None) -> str:
+    import datetime as dt
+
+    assert ns is not None
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat(timespec="seconds")

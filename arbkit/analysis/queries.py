@@ -13,6 +13,7 @@ Means are rounded to $0.000001 in SQL; sums, minima, maxima and quantiles are ex
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -290,8 +291,18 @@ class Analysis:
     :func:`arbkit.analysis.export.export_parquet`. Both expose the same ``v_*`` views.
     """
 
-    def __init__(self, source: str | Path) -> None:
+    def __init__(
+        self,
+        source: str | Path,
+        *,
+        run: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> None:
+        """``run`` (a ``runs.run_id``) and ``since_ns``/``until_ns`` filter every view and
+        so every query and the summary."""
         self.source = Path(source)
+        self.run = run
         self.columnar = self.source.is_dir()  # a Parquet export
         if not self.source.exists():
             raise FileNotFoundError(
@@ -303,8 +314,10 @@ class Analysis:
                 self._create_parquet_tables(self.source)
             else:
                 attach_sqlite(self.con, self.source, "db")
-            for stmt in duckdb_views("db"):
+            for stmt in duckdb_views("db", run=run, since_ns=since_ns, until_ns=until_ns):
                 self.con.execute(stmt)
+            if run is not None and run not in {r["run_id"] for r in self.runs()}:
+                raise ValueError(f"{self.source}: no run {run!r} (see `arbkit analyze --runs`)")
         except duckdb.CatalogException as exc:
             self.con.close()
             raise ValueError(f"{self.source}: not an arbkit database ({exc})") from exc
@@ -357,7 +370,8 @@ class Analysis:
     def summary(self) -> dict[str, Any]:
         """Headline numbers: rows per table, pnl, hedge cost, decisions, states, best edges."""
         con = self.con
-        counts = {t: _scalar(con, f"SELECT count(*) FROM db.{t}") for t in TABLES if t != "spreads"}
+        # the filtered views (run / time window), never the base tables
+        counts = {t: _scalar(con, f"SELECT count(*) FROM v_{t}") for t in TABLES if t != "spreads"}
         pnl: dict[str, Decimal] = {}
         hedge: dict[str, Decimal] = {}
         for mode, p, h in con.execute(
@@ -374,14 +388,14 @@ class Analysis:
             for r in con.execute(
                 f"SELECT symbol, {_usd('max(net_edge_per_contract_e6)')}, "
                 f"{_usd('max(expected_profit_e6)')}, count(*) "
-                "FROM db.opportunities GROUP BY symbol ORDER BY symbol"
+                "FROM v_opportunities GROUP BY symbol ORDER BY symbol"
             ).fetchall()
         }
         counts["spreads"] = 0
         for sym, samples, lowest in con.execute(  # one pass over the biggest table
             "SELECT symbol, count(*), "
             + _usd_e4("least(min(cost_kalshi_yes_e4), min(cost_kalshi_no_e4))")
-            + " FROM db.spreads GROUP BY symbol ORDER BY symbol"
+            + " FROM v_spreads GROUP BY symbol ORDER BY symbol"
         ).fetchall():
             counts["spreads"] += samples
             best.setdefault(sym, {})["lowest_cost_to_arb_usd"] = lowest
@@ -399,6 +413,19 @@ class Analysis:
         }
 
     # -- lifecycle
+
+    def runs(self) -> list[dict[str, Any]]:
+        """The ``runs`` table (empty for a Parquet export or a file from before v6)."""
+        try:
+            cur = self.con.execute(
+                "SELECT run_id, make_timestamp_ns(started_ns) AS started_at, "
+                "make_timestamp_ns(ended_ns) AS ended_at, mode, config_digest, command "
+                "FROM db.runs ORDER BY started_ns, run_id"
+            )
+        except duckdb.Error:
+            return []
+        cols = [d[0] for d in cur.description or ()]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
     def close(self) -> None:
         self.con.close()
@@ -423,3 +450,18 @@ def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
 def _by(con: duckdb.DuckDBPyConnection, col: str, view: str) -> dict[str, int]:
     rows = con.execute(f"SELECT {col}, count(*) FROM {view} GROUP BY 1 ORDER BY 1").fetchall()
     return {str(k): int(n) for k, n in rows}
+
+
+def utc_ns(text: str | None) -> int | None:
+    """``2026-12-01`` or ``2026-12-01T09:30`` (UTC unless it says otherwise) → epoch ns."""
+    if text is None:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a date/time: use 2026-12-01 or 2026-12-01T09:30"
+        ) from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1_000

@@ -323,6 +323,9 @@ def _loosest(configs: Sequence[ExecutionConfig]) -> DetectorParams | None:
         "max_notional_usd_per_trade": max,
         "min_annualized_return_bps": min,
         "max_quote_age_ms": max,
+        "max_venue_lag_ms": max,
+        "book_depth_fraction": max,  # more of the book: at least as many opportunities
+        "slippage_buffer_usd_per_leg": min,
     }
     loose: dict[str, Any] = {}
     for f in dataclasses.fields(DetectorParams):

@@ -267,13 +267,13 @@ class ArbitrageDetector:
         def g(n: int) -> tuple[int, int, int, int, int, int, int]:
             q = n * QTY_SCALE
             ck, tk, rk, pk = kw.at(q)
-            fee_k = rk if sched.per_fill else sched.round_up(tk)
+            fee_k = rk if sched.per_fill else sched.order_fee(tk, ck)
             cf, _, _, pf = fw.at(q)
             fee_f = n * fx_fee
             gv = n * (MONEY_SCALE - buffers) - ck - cf - fee_k - fee_f
             return gv, ck, cf, fee_k, fee_f, pk, pf
 
-        coupon_bps = self.fee_model.params.forecastex_coupon_apy_bps
+        coupon_bps = self.fee_model.coupon_bps_at(now_ns)
         min_ann = params.min_annualized_return_bps
 
         def ann_bps(profit: int, capital: int, cap_f: int) -> int:
@@ -346,4 +346,5 @@ class ArbitrageDetector:
                 quote_seen_ns(kl, Venue.KALSHI, venue_alive_ns),
                 quote_seen_ns(fl, Venue.IBKR, venue_alive_ns),
             ),
+            coupon_bps=coupon_bps,
         )

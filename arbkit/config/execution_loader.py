@@ -45,11 +45,23 @@ class FeeParams:
     kalshi_taker_coefficient: Decimal = kind("decimal", Decimal("0.07"))
     kalshi_maker_coefficient: Decimal = kind("decimal", Decimal("0.0175"))
     # "cent_per_order": the published schedule, never underestimates (default);
-    # "centicent_per_fill": the newer per-fill $0.0001 rounding.
-    kalshi_fee_rounding: str = kind("choice:cent_per_order|centicent_per_fill", "cent_per_order")
+    # "centicent_per_fill": per-fill $0.0001 rounding, no rounding fee or rebate;
+    # "fee_rounding": Kalshi's current rule (trade fee to $0.0001 per fill, a rounding fee
+    # to the balance precision, whole-cent rebates per order), as its never-exceeded bound.
+    kalshi_fee_rounding: str = kind(
+        "choice:cent_per_order|centicent_per_fill|fee_rounding", "cent_per_order"
+    )
+    # Kalshi balance precision: $0.01 for non-direct members, $0.0001 for direct members.
+    kalshi_balance_precision_usd: int = kind("usd", 10_000)
     kalshi_series_multipliers: dict[str, Decimal] = kind("map:decimal", {})
-    forecastex_fee_per_contract_usd: int = kind("usd", 10_000)
-    forecastex_coupon_apy_bps: int = kind("int", 0)
+    # ForecastEx: the $0.01 per pair is inside the $1.01 pair price (already in the asks)
+    # and IBKR's commission on event contracts is $0; a commissionReport that charges
+    # more raises the fee-drift alert. Set 0.01 to stay conservative by a cent.
+    forecastex_fee_per_contract_usd: int = kind("usd", 0)
+    forecastex_coupon_apy_bps: int = kind("int", 0)  # before the first dated rate
+    # The coupon follows the effective Fed funds rate (ForecastEx: at least (EFFR − 50 bps)
+    # / 2), so it changes over time: {"2026-09-18" = 358, ...} in bps from that UTC date.
+    forecastex_coupon_rates_bps: dict[str, int] = kind("map:int", {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +146,30 @@ def parse_execution_config(
     cfg = build(ExecutionConfig, data, file)
     _check_trading_day(cfg.risk, file)
     _check_legging(cfg, file)
+    _check_coupon_dates(cfg.fees, file)
     return replace(cfg, source=str(file))
+
+
+def _check_coupon_dates(f: FeeParams, file: str | Path) -> None:
+    import datetime as dt
+
+    if f.kalshi_balance_precision_usd <= 0:
+        raise ConfigError(
+            file,
+            "fees.kalshi_balance_precision_usd",
+            f"{usd_text(f.kalshi_balance_precision_usd)} must be positive: "
+            '"0.01" (non-direct members) or "0.0001" (direct members)',
+        )
+
+    for day in f.forecastex_coupon_rates_bps:
+        try:
+            dt.date.fromisoformat(day)
+        except ValueError:
+            raise ConfigError(
+                file,
+                f"fees.forecastex_coupon_rates_bps.{day}",
+                'is not a date: write the day the rate took effect, e.g. "2026-09-18" = 358',
+            ) from None
 
 
 def _check_legging(cfg: ExecutionConfig, file: str | Path) -> None:

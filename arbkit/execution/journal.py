@@ -55,12 +55,14 @@ class LegOrderRecord:
     venue_order_id: str = ""
     filled_qty: Qty = Qty(0)
     filled_cost: Money = Money(0)
-    fees: Money = Money(0)
+    fees: Money = Money(0)  # as the venue charged them
     decided_ns: int = 0
     submitted_ns: int = 0
     acked_ns: int = 0
     filled_ns: int = 0
     reason: str = ""
+    # What the fee model says these fills cost (beside ``fees``: the fee-drift check)
+    fees_estimated: Money = Money(0)
 
     @property
     def hedge(self) -> bool:

@@ -667,7 +667,27 @@ class ExecutionMachine:
         )
 
     # --------------------------------------------------------------- the legs ---
+    def _estimate_fees(self, t: _Track) -> None:
+        """The fee model on this order's fills, kept beside the fees the venue charged:
+        exact per price level when the fills are known, else at the average price."""
+        r = t.rec
+        if not r.filled_qty:
+            r.fees_estimated = Money(0)
+            return
+        levels: dict[int, int] = {}
+        if t.fills and sum(f.qty for f in t.fills.values()) == r.filled_qty:
+            for f in t.fills.values():
+                levels[f.price] = levels.get(f.price, 0) + f.qty
+        else:
+            levels[-((-r.filled_cost) // r.filled_qty)] = r.filled_qty
+        fills = [(Price(p), Qty(q)) for p, q in sorted(levels.items())]
+        if r.venue is Venue.KALSHI:
+            r.fees_estimated = self.fees.kalshi_fee(fills, self.spec.kalshi_series)
+        else:
+            r.fees_estimated = self.fees.forecastex_fee(r.filled_qty)
+
     def _order_terminal(self, t: _Track, now: int, out: list[Command]) -> None:
+        self._estimate_fees(t)
         out.append(JournalOrder(t.rec))
         if t is self.first:
             self._after_first(now, out)
@@ -966,6 +986,8 @@ class ExecutionMachine:
                 t.costs_final = True
 
     def reaccount(self) -> None:
+        for t in self.tracks.values():
+            self._estimate_fees(t)
         self._account()
 
     def live_orders(self) -> list[LegOrderRecord]:

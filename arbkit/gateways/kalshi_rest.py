@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -272,6 +273,36 @@ class KalshiFill:
             is_taker=bool(d.get("is_taker")),
             fee_cost=_money(d, "fee_cost"),
             ts_ns=ts_ns,
+        )
+
+
+def _multiplier(v: object, key: str) -> Decimal:
+    """``fee_multiplier`` is a JSON number on the wire: read it exactly as printed."""
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
+        raise KalshiApiError(0, "bad_field", f"{key}: {v!r} is not a number")
+    try:
+        return Decimal(str(v))
+    except ArithmeticError:
+        raise KalshiApiError(0, "bad_field", f"{key}: {v!r} is not a number") from None
+
+
+@dataclass(frozen=True, slots=True)
+class KalshiSeriesFee:
+    """A series' fee schedule (``GET /series/{t}``) or a scheduled change of it."""
+
+    series_ticker: str
+    fee_type: str
+    fee_multiplier: Decimal
+    scheduled_ns: int = 0  # 0: in force now
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], series: str = "") -> KalshiSeriesFee:
+        when = _time(d.get("scheduled_ts"))
+        return cls(
+            str(d.get("series_ticker") or d.get("ticker") or series),
+            str(d.get("fee_type") or ""),
+            _multiplier(d.get("fee_multiplier", 1), "fee_multiplier"),
+            (when - _EPOCH) // timedelta(microseconds=1) * 1_000 if when else 0,
         )
 
 
@@ -735,6 +766,22 @@ class KalshiRestClient:
             if not cursor:
                 break
         return out
+
+    # ---------------------------------------------------------------- series -------
+
+    async def get_series_fee(self, series_ticker: str) -> KalshiSeriesFee:
+        d = await self.request("GET", f"/series/{series_ticker}")
+        return KalshiSeriesFee.from_json(d["series"], series_ticker)
+
+    async def get_series_fee_changes(self, series_ticker: str) -> list[KalshiSeriesFee]:
+        """Scheduled (future) fee changes of one series."""
+        d = await self.request(
+            "GET", "/series/fee_changes", params={"series_ticker": series_ticker}
+        )
+        return [
+            KalshiSeriesFee.from_json(x, series_ticker)
+            for x in d.get("series_fee_change_arr") or []
+        ]
 
     # ---------------------------------------------------------------- markets ------
 

@@ -16,18 +16,20 @@ import functools
 import hashlib
 import logging
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
-from arbkit.arbitrage.fee_model import FeeModel
+from arbkit.arbitrage.fee_model import FeeModel, SeriesFee, UnknownFeeType
 from arbkit.arbitrage.pipeline import DetectionPipeline, EpisodeEnd, SpreadSample
 from arbkit.config.execution_loader import ExecutionConfig, check_live_allowed, usd_text
 from arbkit.config.loader import SymbolMap
@@ -68,7 +70,7 @@ from arbkit.normalizers.market_status import (
     ibkr_sessions,
 )
 from arbkit.storage.capture import CaptureWriter
-from arbkit.storage.database import Database, DatabaseWriter
+from arbkit.storage.database import Database, DatabaseWriter, config_digest
 from arbkit.storage.records import SettlementRow, TradingStateRow
 
 log = logging.getLogger(__name__)
@@ -239,9 +241,13 @@ class ArbitrageMonitor:
         self.latency = StageLatency()
         self.counters = Counters()
         self._kalshi_in_time = True  # last Kalshi message within max_venue_lag_ms
+        self.run_id = ""  # this run's id in the database (runs table)
         self.own_fills = {Venue.KALSHI: OwnFills(), Venue.IBKR: OwnFills()}
         self.market_clocks: dict[str, MarketClock] = {}  # symbol → both venues' market state
         self._settled: dict[Venue, set[str]] = {}  # symbols whose payout is recorded, per venue
+        self.series_fees: dict[str, SeriesFee] = {}  # what Kalshi says each series charges
+        self._fee_problems: dict[str, str] = {}  # series → why it cannot be priced
+        self._fee_changes: list[tuple[int, str, SeriesFee]] = []  # scheduled, oldest first
         self.settlements: list[SettlementRow] = []  # this run's payouts, both venues
         self.recent_opportunities: deque[OpportunityView] = deque(maxlen=200)
         self.recent_executions: deque[ExecutionRecord] = deque(maxlen=200)
@@ -338,6 +344,11 @@ class ArbitrageMonitor:
         journal: Journal
         if self.db_path is not None:
             self.db = await Database(self.db_path).open()
+            self.run_id = await self.db.begin_run(
+                self.config.mode.value,
+                config_digest(self.config, self.symbol_map),
+                " ".join(sys.argv),
+            )
             self.writer = DatabaseWriter(self.db)
             self.writer.start()
             journal = self.db
@@ -425,6 +436,7 @@ class ArbitrageMonitor:
             self._tasks.append(asyncio.create_task(self._retry_ibkr(), name="ibkr-start"))
         self.executor.market_clocks = self.market_clocks
         await self._read_kalshi_markets()
+        await self._read_series_fees()
         self._read_ibkr_schedules()
         if live:
             with contextlib.suppress(TimeoutError):
@@ -519,6 +531,35 @@ class ArbitrageMonitor:
         self.alerts.append((self.clock(), symbol, reason))
         self.counters.extra["symbols_blocked"] = self.counters.extra.get("symbols_blocked", 0) + 1
         self._audit(AuditRecord(self.clock(), "", "", "symbol_blocked", "", symbol, reason, "risk"))
+
+    def _check_fee_drift(self, ex: ExecutionRecord) -> None:
+        """A venue charged more than the fee model said for the same fills: the model (or
+        the venue's schedule) changed, and every edge computed since is too optimistic.
+        Alert (ERROR log, audit row ``fee_drift``, counter); the ``v_fee_drift`` view
+        lists every difference, either way."""
+        for o in ex.orders:
+            if o.filled_qty and o.fees > o.fees_estimated:
+                x = self.counters.extra
+                x["fee_drift"] = x.get("fee_drift", 0) + 1
+                why = (
+                    f"{o.venue.value} charged {usd_text(o.fees)} USD for "
+                    f"{o.filled_qty / QTY_SCALE:g} contracts of {o.symbol}; the fee model says "
+                    f"{usd_text(o.fees_estimated)} USD"
+                )
+                log.error("ALERT fee drift: %s (%s)", why, o.client_order_id)
+                self.alerts.append((self.clock(), o.symbol, f"fee drift: {why}"))
+                self._audit(
+                    AuditRecord(
+                        self.clock(),
+                        o.execution_id,
+                        o.client_order_id,
+                        "fee_drift",
+                        str(o.fees_estimated),
+                        str(o.fees),
+                        why,
+                        o.venue.value,
+                    )
+                )
 
     def _audit(self, row: AuditRecord) -> None:
         if self.db is not None:
@@ -690,6 +731,111 @@ class ArbitrageMonitor:
                 self._spawn(self._settle(name), "arbkit-settle")
             clock.kalshi_close_ns = _ns(m.close_time)
             clock.kalshi_expected_expiration_ns = _ns(m.expected_expiration_time)
+            clock.kalshi_event = m.event_ticker
+
+    async def _read_series_fees(self) -> None:
+        """Each mapped series' fee type and multiplier from Kalshi (``GET /series/{t}``)
+        and its scheduled changes: the venue's word beats the config's multipliers. A
+        series whose fee cannot be read, or whose type the model does not compute, is
+        not traded (``MarketClock.fee_problem``)."""
+        rest = self.kalshi_rest
+        if rest is None:
+            return
+        for series in sorted({s.kalshi_series for s in self.symbol_map.symbols.values()}):
+            try:
+                got = await rest.get_series_fee(series)
+                changes = await rest.get_series_fee_changes(series)
+            except Exception as exc:
+                self._fee_problems[series] = f"Kalshi series {series} fee unreadable ({exc})"
+                log.error("%s: not traded", self._fee_problems[series])
+                continue
+            self.series_fees[series] = SeriesFee(got.fee_type, got.fee_multiplier)
+            for c in changes:
+                if c.scheduled_ns:
+                    self._fee_changes.append(
+                        (c.scheduled_ns, series, SeriesFee(c.fee_type, c.fee_multiplier))
+                    )
+            configured = self.config.fees.kalshi_series_multipliers.get(series)
+            if configured is not None and configured != got.fee_multiplier:
+                log.warning(
+                    "Kalshi series %s: fee_multiplier %s at the venue, %s in the config; "
+                    "the venue's is used", series, got.fee_multiplier, configured,
+                )  # fmt: skip
+        self._fee_changes.sort(key=lambda c: (c[0], c[1]))
+        self._apply_series_fees()
+
+    def _on_event_fee(self, ev: LifecycleEvent) -> None:
+        """An event-level fee override (``event_fee_update``). Fees are modelled per series:
+        the override becomes its series' fee when every mapped market of that series is in
+        the event; otherwise those markets are not traded (a per-event fee is not
+        modelled). A cleared override re-reads the series' own fee."""
+        names = [n for n, c in self.market_clocks.items() if c.kalshi_event == ev.event_ticker]
+        if not names:
+            return
+        series = {self.symbol_map.symbols[n].kalshi_series for n in names}
+        if ev.fee_type is None:
+            log.warning("Kalshi event %s: fee override cleared; re-reading", ev.event_ticker)
+            for s in series:
+                self._fee_problems.pop(s, None)
+            if self._started:
+                self._spawn(self._read_series_fees(), "arbkit-series-fees")
+            return
+        try:
+            fee = SeriesFee(ev.fee_type, Decimal(ev.fee_multiplier or "1"))
+        except ArithmeticError:
+            fee = SeriesFee("unreadable", Decimal(0))
+        for s in series:
+            others = [
+                n
+                for n, spec in self.symbol_map.symbols.items()
+                if spec.kalshi_series == s and n not in names
+            ]
+            if others:
+                self._fee_problems[s] = (
+                    f"Kalshi event {ev.event_ticker} overrides its fee ({fee.fee_type} "
+                    f"x{fee.multiplier}) but series {s} also maps {', '.join(others)}: "
+                    "per-event fees are not modelled, not traded"
+                )
+            else:
+                log.warning(
+                    "Kalshi event %s: fee override %s x%s now applies to series %s",
+                    ev.event_ticker, fee.fee_type, fee.multiplier, s,
+                )  # fmt: skip
+                self.series_fees[s] = fee
+        self._apply_series_fees()
+
+    def _apply_fee_changes(self, now_ns: int) -> None:
+        """Scheduled fee changes whose time has come (checked by the sweep loop)."""
+        due = [c for c in self._fee_changes if c[0] <= now_ns]
+        if not due:
+            return
+        self._fee_changes = [c for c in self._fee_changes if c[0] > now_ns]
+        for _, series, fee in due:
+            log.warning(
+                "Kalshi series %s: scheduled fee change now in force: %s x%s",
+                series, fee.fee_type, fee.multiplier,
+            )  # fmt: skip
+            self.series_fees[series] = fee
+        self._apply_series_fees()
+
+    def _apply_series_fees(self) -> None:
+        """Put the venue's series fees into every fee model (detector and executor); mark
+        the markets of a series the model cannot price."""
+        models = [self.pipeline.detector.fee_model]
+        if self.executor is not None:
+            models.append(self.executor.fees)
+        problems = dict(self._fee_problems)
+        for series, fee in self.series_fees.items():
+            try:
+                for m in models:
+                    m.set_series_fee(series, fee)
+            except UnknownFeeType as exc:
+                problems[series] = str(exc)
+        for name, spec in self.symbol_map.symbols.items():
+            clock = self.market_clocks.setdefault(name, MarketClock())
+            was, clock.fee_problem = clock.fee_problem, problems.get(spec.kalshi_series, "")
+            if clock.fee_problem and clock.fee_problem != was:
+                log.error("%s: %s", name, clock.fee_problem)
 
     def _read_ibkr_schedules(self) -> None:
         """Last trade time and trading hours of each symbol's ForecastEx pair."""
@@ -744,6 +890,9 @@ class ArbitrageMonitor:
         settlement apply at once; a missed message re-reads every market's state."""
         by_ticker = {s.kalshi_ticker: n for n, s in self.symbol_map.symbols.items()}
         for ev in events:
+            if ev.event_type == "event_fee_update":
+                self._on_event_fee(ev)
+                continue
             symbol = by_ticker.get(ev.ticker)
             if symbol is None:
                 continue
@@ -1194,6 +1343,7 @@ class ArbitrageMonitor:
         elif state == "unhedged":
             self.counters.executions_unhedged += 1
         self.recent_executions.append(ex)
+        self._check_fee_drift(ex)
         if self.db is not None:
             await self._write_positions()
         if self.mode is not Mode.MONITOR:  # spent capital must not look available again
@@ -1229,6 +1379,7 @@ class ArbitrageMonitor:
         while True:
             await asyncio.sleep(0.25)
             now = self.clock()
+            self._apply_fee_changes(now)
             # Only Kalshi's in-sequence, in-time stream vouches for quiet books; a
             # ForecastEx quote vouches for itself (book/freshness.py).
             if self._kalshi_alive() and self._kalshi_in_time:
@@ -1284,6 +1435,7 @@ class ArbitrageMonitor:
         self.config = replace(self.config, fees=replace(self.config.fees, **changes))
         self.pipeline.set_fee_params(self.config.fees)
         self._push_config()
+        self._apply_series_fees()
 
     def set_risk_limits(self, **changes: Any) -> None:
         self.config = replace(self.config, risk=replace(self.config.risk, **changes))

@@ -54,7 +54,6 @@ _IGNORED_TYPES = frozenset(
         "user_order",
         "market_position",
         "event_lifecycle",
-        "event_fee_update",
         "multivariate_lookup",
         "order_group_updates",
     }
@@ -95,6 +94,10 @@ class LifecycleEvent:
     is_deactivated: bool | None = None
     determination_ns: int = 0
     settled_ns: int = 0
+    # event_fee_update (ticker ""): the event's fee override; None = cleared
+    event_ticker: str = ""
+    fee_type: str | None = None
+    fee_multiplier: str | None = None  # as printed (a JSON number): exact via Decimal(str)
 
 
 class KalshiUpdate:
@@ -318,6 +321,8 @@ class KalshiNormalizer:
             self._on_ok(obj, recv_ts_ns, upd)
         elif typ == "market_lifecycle_v2":
             self._on_lifecycle(obj, recv_ts_ns, upd)
+        elif typ == "event_fee_update":
+            self._on_fee_update(obj, recv_ts_ns, upd)
         elif typ == "subscribed":
             msg = obj.get("msg")
             if type(msg) is not dict or type(msg.get("sid")) is not int:
@@ -344,13 +349,8 @@ class KalshiNormalizer:
     def _on_lifecycle(self, obj: dict[str, Any], recv_ts_ns: int, upd: KalshiUpdate) -> None:
         """Market state changes. Sequenced on their own sid: a gap asks for a re-read of
         the market states (books are unaffected)."""
-        sid, seq, msg = obj.get("sid"), obj.get("seq"), obj.get("msg")
-        if type(sid) is int and type(seq) is int:
-            last = self._lifecycle_seq.get(sid)
-            self._lifecycle_seq[sid] = seq
-            if last is not None and seq != last + 1:
-                self.gaps += 1
-                upd.lifecycle_gap = True
+        self._lifecycle_seq_check(obj, upd)
+        msg = obj.get("msg")
         if type(msg) is not dict:
             raise BadFrame("market_lifecycle_v2 without msg")
         ticker, event_type = msg.get("market_ticker"), msg.get("event_type")
@@ -382,6 +382,36 @@ class KalshiNormalizer:
                 is_deactivated=deact if type(deact) is bool else None,
                 determination_ns=ns("determination_ts"),
                 settled_ns=ns("settled_ts"),
+            )
+        )
+
+    def _lifecycle_seq_check(self, obj: dict[str, Any], upd: KalshiUpdate) -> None:
+        """Lifecycle and fee-update frames share their subscription's seq."""
+        sid, seq = obj.get("sid"), obj.get("seq")
+        if type(sid) is int and type(seq) is int:
+            last = self._lifecycle_seq.get(sid)
+            self._lifecycle_seq[sid] = seq
+            if last is not None and seq != last + 1:
+                self.gaps += 1
+                upd.lifecycle_gap = True
+
+    def _on_fee_update(self, obj: dict[str, Any], recv_ts_ns: int, upd: KalshiUpdate) -> None:
+        """An event-level fee override set or cleared: the monitor decides what it means
+        for the mapped markets of that event."""
+        self._lifecycle_seq_check(obj, upd)
+        msg = obj.get("msg")
+        if type(msg) is not dict or type(msg.get("event_ticker")) is not str:
+            upd.lifecycle_gap = True  # a fee change we cannot read: re-read the fees
+            raise BadFrame("event_fee_update without msg.event_ticker")
+        ftype, mult = msg.get("fee_type_override"), msg.get("fee_multiplier_override")
+        upd.lifecycle.append(
+            LifecycleEvent(
+                "",
+                "event_fee_update",
+                recv_ts_ns,
+                event_ticker=msg["event_ticker"],
+                fee_type=ftype if type(ftype) is str and ftype else None,
+                fee_multiplier=None if mult is None else str(mult),
             )
         )
 

@@ -111,10 +111,12 @@ class MarketClock:
     kalshi_close_ns: int = 0
     kalshi_expected_expiration_ns: int = 0
     kalshi_result: str = ""  # "yes" | "no" once determined (Kalshi outcome terms)
+    kalshi_event: str = ""  # the market's event ticker (event-level fee overrides)
     ibkr_close_ns: int = 0
     ibkr_sessions: list[tuple[int, int]] = field(default_factory=list)
     ibkr_known: bool = False
     ibkr_hours_listed: bool = True  # False: TWS gave no tradingHours (settled contract)
+    fee_problem: str = ""  # the venue's fee for this market cannot be computed: no trade
 
     def close_ns(self) -> int:
         """The earlier real close of the two (0: neither venue said)."""
@@ -138,6 +140,8 @@ class MarketClock:
         return MarketStatus.OPEN
 
     def tradable(self, now_ns: int) -> tuple[bool, str]:
+        if self.fee_problem:
+            return False, self.fee_problem
         for venue in (Venue.KALSHI, Venue.IBKR):
             st = self.status(venue, now_ns)
             if st is not MarketStatus.OPEN:

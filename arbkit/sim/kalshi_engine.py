@@ -10,6 +10,13 @@ resting GTC orders share the queues. Every change of a level's total is reported
 Market lifecycle: ``active`` ⇄ ``inactive`` (paused) → ``closed`` (the clock passed
 ``close_time``; checked lazily whenever the market is used) → ``determined`` (result known,
 resting orders cancelled) → ``finalized`` (settled: winning contracts paid $1 each).
+
+Fees: a market whose series (or event) has no explicit fee schedule is charged by arbkit's
+:class:`FeeModel` (the config's taker coefficient and per-series multipliers; makers pay
+only on ``maker_fee_series``). A series given one (``set_series_fee``, or a scheduled
+``FeeChange`` whose time has passed — applied lazily whenever a fee is needed, like close
+by time) is charged as Kalshi's ``fee_type`` says, and an event-level override takes
+precedence over its series. See :meth:`MatchingEngine.taker_fee` for the table.
 """
 
 from __future__ import annotations
@@ -18,9 +25,10 @@ import itertools
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 
-from arbkit.arbitrage.fee_model import FeeModel
-from arbkit.model import PRICE_SCALE, Outcome, Price, Qty
+from arbkit.arbitrage.fee_model import FeeModel, KalshiFeeSchedule
+from arbkit.model import PRICE_SCALE, Money, Outcome, Price, Qty
 
 OnLevel = Callable[[str, str, int, int, int], None]  # ticker, "yes"|"no", price, delta, new
 OnOrder = Callable[["UserOrder"], None]
@@ -182,6 +190,55 @@ class SettlementRecord:
     ts_ns: int
 
 
+@dataclass(frozen=True, slots=True)
+class FeeSetting:
+    """A Kalshi fee schedule: ``fee_type`` (any string: the wire goes beyond the spec's
+    ``FeeType`` enum) and ``fee_multiplier`` (exact)."""
+
+    fee_type: str
+    multiplier: Decimal
+
+
+@dataclass(slots=True)
+class FeeChange:
+    """A scheduled series fee change (``GET /series/fee_changes``)."""
+
+    change_id: str
+    series: str
+    fee: FeeSetting
+    at_s: int  # Unix seconds: takes effect once the clock reaches it
+    applied: bool = False
+
+
+def to_multiplier(value: Decimal | str | int | float) -> Decimal:
+    """An exact, finite, non-negative multiplier (a float goes through its repr)."""
+    if isinstance(value, bool):
+        raise TypeError("fee multiplier must be a number, not a bool")
+    try:
+        d = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
+        raise ValueError(f"fee multiplier {value!r} is not a number") from None
+    if not d.is_finite() or d < 0:
+        raise ValueError(f"fee multiplier {value!r} must be finite and >= 0")
+    return d
+
+
+TAKER_COEFFICIENT = Decimal("0.07")
+# Maker coefficient per quadratic fee type (reference/kalshi.md §6, OpenAPI ``Series``):
+# "quadratic" makers pay nothing; maker fees are 0.07 × 0.25; the combo variant uses a 0.5
+# maker multiplier instead of 0.25.
+MAKER_COEFFICIENTS = {
+    "quadratic": Decimal(0),
+    "quadratic_with_maker_fees": Decimal("0.0175"),
+    "quadratic_with_combo_maker_fees": Decimal("0.035"),
+}
+# ``flat`` ("Specific Trading Fees Table", not published in the spec) and fee types outside
+# the enum: the SIMULATOR's stand-in is a flat $0.02 per contract for the taker (rounded up
+# to the cent per order), nothing for makers. arbkit refuses to trade fee types it does not
+# model, so this only matters for tests.
+FLAT_FEE_PER_QTY_UNIT = 200  # Money per 0.01 contract = $0.02 per contract
+_CENT = 10_000  # Money units
+
 LINEAR_CENT = [(100, 9900, 100)]
 _MONEY_PER_QTY_UNIT = 10_000  # $1 × 0.01 contract in $0.000001 units
 _NS = 1_000_000_000
@@ -204,6 +261,10 @@ class MatchingEngine:
         self.on_level: OnLevel = on_level or (lambda *_: None)
         self.clock_ns = clock_ns
         self.maker_fee_series = set(maker_fee_series)
+        self.series_fees: dict[str, FeeSetting] = {}  # explicit schedules, by series
+        self.event_fees: dict[str, FeeSetting] = {}  # event-level overrides
+        self.fee_changes: list[FeeChange] = []
+        self._schedules: dict[tuple[Decimal, Decimal], KalshiFeeSchedule] = {}
         self.markets: dict[str, SimMarket] = {}
         self.accounts: dict[str, Account] = {}
         self.orders: dict[str, UserOrder] = {}
@@ -227,6 +288,86 @@ class MatchingEngine:
         if m is None:
             raise OrderError(404, "market_not_found", "market not found", ticker)
         return m
+
+    # -------------------------------------------------------------------- fees -------
+
+    def set_series_fee(self, series: str, fee: FeeSetting) -> None:
+        self.apply_due_fee_changes()  # a change already due counts before this one
+        self.series_fees[series] = fee
+
+    def schedule_fee_change(self, series: str, fee: FeeSetting, at_s: int) -> FeeChange:
+        c = FeeChange(str(uuid.uuid4()), series, fee, int(at_s))
+        self.fee_changes.append(c)
+        return c
+
+    def set_event_fee(self, event_ticker: str, fee: FeeSetting | None) -> None:
+        if fee is None:
+            self.event_fees.pop(event_ticker, None)
+        else:
+            self.event_fees[event_ticker] = fee
+
+    def apply_due_fee_changes(self) -> None:
+        """Scheduled changes whose time has come replace their series' schedule, oldest
+        first (no timer: evaluated whenever a fee or a series is read)."""
+        now = self.clock_ns()
+        due = [c for c in self.fee_changes if not c.applied and c.at_s * _NS <= now]
+        for c in sorted(due, key=lambda c: c.at_s):
+            self.series_fees[c.series] = c.fee
+            c.applied = True
+
+    def series_fee(self, series: str) -> FeeSetting:
+        """What ``GET /series/{t}`` serves: the explicit schedule, else what the FeeModel
+        charges (``quadratic``, or ``quadratic_with_maker_fees`` on a maker-fee series,
+        with the config's multiplier, default 1)."""
+        self.apply_due_fee_changes()
+        fee = self.series_fees.get(series)
+        if fee is not None:
+            return fee
+        kind = "quadratic_with_maker_fees" if series in self.maker_fee_series else "quadratic"
+        return FeeSetting(kind, self.fees.params.kalshi_series_multipliers.get(series, Decimal(1)))
+
+    def fee_setting(self, m: SimMarket) -> FeeSetting | None:
+        """The explicit schedule that charges ``m`` (event override first, then series);
+        None: the default FeeModel charges it."""
+        self.apply_due_fee_changes()
+        return self.event_fees.get(m.event_ticker) or self.series_fees.get(m.series)
+
+    def _schedule(self, coefficient: Decimal, multiplier: Decimal) -> KalshiFeeSchedule:
+        key = (coefficient, multiplier)
+        sched = self._schedules.get(key)
+        if sched is None:
+            sched = self._schedules[key] = KalshiFeeSchedule.make(
+                coefficient, multiplier, "cent_per_order"
+            )
+        return sched
+
+    def taker_fee(self, m: SimMarket, fills: Iterable[tuple[Price, Qty]]) -> Money:
+        """One order's taker fee. ``quadratic*``: ceil to the cent of 0.07 × M × C × P(1−P)
+        (exact); ``flat`` / unknown types: $0.02 per contract (the simulator's stand-in);
+        no explicit schedule: the FeeModel."""
+        fee = self.fee_setting(m)
+        if fee is None:
+            return self.fees.kalshi_fee(fills, m.series)
+        if fee.fee_type in MAKER_COEFFICIENTS:
+            return self._schedule(TAKER_COEFFICIENT, fee.multiplier).fee(fills)
+        qty = sum(q for _, q in fills)
+        return Money(-(-qty * FLAT_FEE_PER_QTY_UNIT // _CENT) * _CENT)
+
+    def maker_fee(self, m: SimMarket, price: Price, qty: Qty) -> Money:
+        """One maker fill's fee (ceil to the cent): by ``MAKER_COEFFICIENTS`` × M for an
+        explicit quadratic schedule, 0 for flat / unknown types; without one, the FeeModel's
+        maker rate on ``maker_fee_series`` only."""
+        fee = self.fee_setting(m)
+        if fee is None:
+            if m.series not in self.maker_fee_series:
+                return Money(0)
+            return self.fees.kalshi_fee([(price, qty)], m.series, maker=True)
+        coef = MAKER_COEFFICIENTS.get(fee.fee_type, Decimal(0))
+        if not coef:
+            return Money(0)
+        return self._schedule(coef, fee.multiplier).fee([(price, qty)])
+
+    # ------------------------------------------------------------------ books -------
 
     def _change(self, m: SimMarket, side: str, price: int, delta: int) -> None:
         if delta:
@@ -345,9 +486,7 @@ class MatchingEngine:
         self, m: SimMarket, o: UserOrder, native_price: int, q: int, taker_id: str
     ) -> None:
         """A resting user order traded ``q`` at its own (native) price."""
-        maker_fee = 0
-        if m.series in self.maker_fee_series:
-            maker_fee = self.fees.kalshi_fee([(Price(native_price), Qty(q))], m.series, maker=True)
+        maker_fee = self.maker_fee(m, Price(native_price), Qty(q))
         o.fill += q
         o.remaining -= q
         o.maker_cost += native_price * q
@@ -424,7 +563,7 @@ class MatchingEngine:
                 409, "order_already_exists", "Order with this client_order_id already exists"
             )
         own = yes_price if book_side == "bid" else PRICE_SCALE - yes_price
-        worst_fee = self.fees.kalshi_fee([(Price(own), Qty(count))], m.series)
+        worst_fee = self.taker_fee(m, [(Price(own), Qty(count))])
         if self.account(user).balance < own * count + worst_fee:
             raise OrderError(400, "insufficient_balance", "insufficient balance")
         now = self.clock_ns()
@@ -466,7 +605,7 @@ class MatchingEngine:
             return o
         taker_records = self._take(m, o)
         if o.taker_fills:
-            o.taker_fees = self.fees.kalshi_fee(o.taker_fills, m.series)
+            o.taker_fees = self.taker_fee(m, o.taker_fills)
             self.account(user).balance -= o.taker_fees
             pos = self.account(user).positions[m.ticker]
             pos.fees_paid += o.taker_fees

@@ -18,6 +18,14 @@ publish public ``market_lifecycle_v2`` frames; a market closes by itself when th
 reaches its close time (no frame: Kalshi has no "closed" event). Settling pays $1 per
 winning contract and records what ``GET /portfolio/settlements`` serves.
 
+Fee schedules: ``set_series_fee`` (Kalshi ``fee_type`` + ``fee_multiplier``, served by the
+public ``GET /series/{series_ticker}``), ``schedule_fee_change`` (served by the public
+``GET /series/fee_changes``; takes effect once the clock passes it) and
+``set_event_fee_override`` (served by the public ``GET /events/{event_ticker}`` and published
+as ``event_fee_update`` on ``market_lifecycle_v2``). The engine charges by them; series
+without one keep arbkit's FeeModel. Public endpoints answer unsigned requests; a request
+that carries any auth header is verified as everywhere else.
+
 Run it alone: ``python -m arbkit.sim.kalshi_exchange --port 8765``.
 """
 
@@ -34,6 +42,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,12 +76,14 @@ from arbkit.model import (
 from arbkit.sim.driver import BookSink
 from arbkit.sim.kalshi_engine import (
     LINEAR_CENT,
+    FeeSetting,
     FillRecord,
     MatchingEngine,
     OrderError,
     SettlementRecord,
     SimMarket,
     UserOrder,
+    to_multiplier,
 )
 
 log = logging.getLogger(__name__)
@@ -120,7 +131,21 @@ _MARKET_STATUS_FILTER = {
     "settled": {"determined", "finalized", "amended", "disputed"},
 }
 _MONEY_PER_CENT = 10_000
-USER = web.RequestKey("kalshi_user", str)
+USER = web.RequestKey("kalshi_user", str)  # "" on an unsigned request to a public endpoint
+# Market-data endpoints that Kalshi serves without authentication (the others need a key).
+_PUBLIC_PREFIXES = (REST_PREFIX + "/series/", REST_PREFIX + "/events/")
+
+
+def _number(d: Decimal) -> int | float:
+    """A Decimal as a JSON number (``fee_multiplier`` is ``type: number`` on the wire)."""
+    return int(d) if d == d.to_integral_value() else float(d)
+
+
+def _query_bool(request: web.Request, name: str) -> bool:
+    v = request.query.get(name, "false").lower()
+    if v not in ("true", "false"):
+        raise OrderError(400, "invalid_parameters", f"{name} must be true or false")
+    return v == "true"
 
 
 def _iso(ns: int) -> str:
@@ -251,7 +276,8 @@ class KalshiExchange:
         self._fills_flushed = 0
         self._historical_cutoff_ns: int | None = None
         self._closing = asyncio.Event()
-        self.requests: Counter[str] = Counter()  # "METHOD /path" of authenticated requests
+        # "METHOD /path" of requests that passed auth (unsigned public reads included)
+        self.requests: Counter[str] = Counter()
         self.auth_failures: Counter[str] = Counter()
         self.ws_connections = 0
         self.frames_sent = 0
@@ -279,6 +305,9 @@ class KalshiExchange:
         app.router.add_get(p + "/markets", self._get_markets)
         app.router.add_get(p + "/markets/{ticker}", self._get_market)
         app.router.add_get(p + "/markets/{ticker}/orderbook", self._get_orderbook)
+        app.router.add_get(p + "/series/fee_changes", self._get_series_fee_changes)
+        app.router.add_get(p + "/series/{series_ticker}", self._get_series)
+        app.router.add_get(p + "/events/{event_ticker}", self._get_event)
         app.router.add_post(p + "/portfolio/events/orders", self._create_order)
         app.router.add_delete(p + "/portfolio/events/orders/{order_id}", self._cancel_order)
         app.router.add_get(p + "/portfolio/orders", self._get_orders)
@@ -372,6 +401,58 @@ class KalshiExchange:
         self.engine.add_market(m)
         self._lifecycle(ticker, "created", **self._created_fields(m))
 
+    # ------------------------------------------------------------------- fees ------
+
+    def set_series_fee(
+        self, series: str, fee_type: str, multiplier: Decimal | str | int | float = 1
+    ) -> None:
+        """The series' fee schedule. ``fee_type``: Kalshi's ``FeeType`` (``quadratic``,
+        ``quadratic_with_maker_fees``, ``quadratic_with_combo_maker_fees``, ``flat``) or any
+        other string (served as given; charged like ``flat``, see the engine)."""
+        self.engine.set_series_fee(series, self._fee(fee_type, multiplier))
+
+    def schedule_fee_change(
+        self, series: str, fee_type: str, multiplier: Decimal | str | int | float, at_s: int
+    ) -> str:
+        """A fee change taking effect at ``at_s`` (Unix seconds); returns its id."""
+        return self.engine.schedule_fee_change(
+            series, self._fee(fee_type, multiplier), int(at_s)
+        ).change_id
+
+    def set_event_fee_override(
+        self,
+        event_ticker: str,
+        fee_type: str | None,
+        multiplier: Decimal | str | int | float | None = 1,
+    ) -> None:
+        """Override the fee of one event's markets (precedence over the series); None
+        clears it. Published as ``event_fee_update`` on ``market_lifecycle_v2``."""
+        if not any(m.event_ticker == event_ticker for m in self.engine.markets.values()):
+            raise ValueError(f"no listed market belongs to event {event_ticker!r}")
+        fee = None
+        if fee_type is not None:
+            fee = self._fee(fee_type, 1 if multiplier is None else multiplier)
+        self.engine.set_event_fee(event_ticker, fee)
+        msg = {
+            "event_ticker": event_ticker,
+            "fee_type_override": fee.fee_type if fee else None,
+            "fee_multiplier_override": _number(fee.multiplier) if fee else None,
+        }
+
+        def wants(sub: _Sub) -> bool:
+            markets = self.engine.markets
+            return not sub.tickers or any(
+                t in markets and markets[t].event_ticker == event_ticker for t in sub.tickers
+            )
+
+        self._lifecycle_frame("event_fee_update", msg, wants)
+
+    @staticmethod
+    def _fee(fee_type: str, multiplier: Decimal | str | int | float) -> FeeSetting:
+        if not isinstance(fee_type, str) or not fee_type:
+            raise ValueError(f"fee_type must be a non-empty string, not {fee_type!r}")
+        return FeeSetting(fee_type, to_multiplier(multiplier))
+
     def set_market_status(self, ticker: str, status: str) -> None:
         """Raw status switch (no lifecycle frame); the controls below are the real flows."""
         self.engine.market(ticker).status = status
@@ -439,18 +520,20 @@ class KalshiExchange:
         """A public ``market_lifecycle_v2`` frame to every subscription that wants ``ticker``
         (any user; an empty ``market_tickers`` filter means every market)."""
         msg = {"market_ticker": ticker, "event_type": event_type, **fields}
+        self._lifecycle_frame(
+            "market_lifecycle_v2", msg, lambda sub: not sub.tickers or ticker in sub.tickers
+        )
+
+    def _lifecycle_frame(
+        self, kind: str, msg: dict[str, Any], wants: Callable[[_Sub], bool]
+    ) -> None:
+        """One frame of type ``kind`` on every ``market_lifecycle_v2`` subscription that
+        ``wants`` it, sequenced per subscription (the channel's frames share the counter)."""
         for conn in self._conns:
             for sub in conn.subs.values():
-                if sub.channel != "market_lifecycle_v2" or (
-                    sub.tickers and ticker not in sub.tickers
-                ):
+                if sub.channel != "market_lifecycle_v2" or not wants(sub):
                     continue
-                frame = {
-                    "type": "market_lifecycle_v2",
-                    "sid": sub.sid,
-                    "seq": self._next_seq(sub),
-                    "msg": msg,
-                }
+                frame = {"type": kind, "sid": sub.sid, "seq": self._next_seq(sub), "msg": msg}
                 self._send(conn, frame)
 
     def _close_due(self, markets: Iterable[SimMarket]) -> None:
@@ -626,7 +709,9 @@ class KalshiExchange:
     async def _middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        who = self._authenticate(request)
+        public = request.method == "GET" and request.path.startswith(_PUBLIC_PREFIXES)
+        signed = any(h in request.headers for h in (KEY_HEADER, SIG_HEADER, TS_HEADER))
+        who = self._authenticate(request) if signed or not public else ""
         if isinstance(who, web.Response):
             return who
         request[USER] = who
@@ -996,6 +1081,86 @@ class KalshiExchange:
             return [[price_str(p), qty_str(q)] for p, q in lv]
 
         return _json({"orderbook_fp": {"yes_dollars": side("yes"), "no_dollars": side("no")}})
+
+    def _series_known(self, series: str) -> bool:
+        return series in self.engine.series_fees or any(
+            m.series == series for m in self.engine.markets.values()
+        )
+
+    async def _get_series(self, request: web.Request) -> web.Response:
+        """OpenAPI ``GetSeriesResponse`` (every ``Series`` required field)."""
+        t = request.match_info["series_ticker"]
+        if not self._series_known(t):
+            raise OrderError(404, "not_found", "series not found", t)
+        fee = self.engine.series_fee(t)
+        volume = 0
+        if _query_bool(request, "include_volume"):
+            volume = sum(m.volume for m in self.engine.markets.values() if m.series == t)
+        series: dict[str, Any] = {
+            "ticker": t,
+            "frequency": "monthly",
+            "title": f"Simulated series {t}",
+            "category": "",
+            "categories": [],
+            "tags": [],
+            "settlement_sources": [],
+            "contract_url": "",
+            "contract_terms_url": "",
+            "fee_type": fee.fee_type,
+            "fee_multiplier": _number(fee.multiplier),
+            "additional_prohibitions": [],
+            "product_metadata": {},
+            "volume_fp": qty_str(Qty(volume)),
+            "exchange_index": 0,
+        }
+        return _json({"series": series})
+
+    async def _get_series_fee_changes(self, request: web.Request) -> web.Response:
+        """OpenAPI ``GetSeriesFeeChangesResponse``: future changes only unless
+        ``show_historical=true`` (then past ones too), oldest first."""
+        series = request.query.get("series_ticker", "")
+        historical = _query_bool(request, "show_historical")
+        self.engine.apply_due_fee_changes()
+        now = self.clock_ns()
+        rows = [
+            {
+                "id": c.change_id,
+                "series_ticker": c.series,
+                "fee_type": c.fee.fee_type,
+                "fee_multiplier": _number(c.fee.multiplier),
+                "scheduled_ts": _iso_s(c.at_s),
+            }
+            for c in sorted(self.engine.fee_changes, key=lambda c: c.at_s)
+            if (not series or c.series == series) and (historical or c.at_s * 1_000_000_000 > now)
+        ]
+        return _json({"series_fee_change_arr": rows})
+
+    async def _get_event(self, request: web.Request) -> web.Response:
+        """OpenAPI ``GetEventResponse``: ``EventData`` required fields, the override fields
+        when an override is set (omitted otherwise: ``x-omitempty``), and the markets."""
+        t = request.match_info["event_ticker"]
+        markets = [m for m in self.engine.markets.values() if m.event_ticker == t]
+        if not markets:
+            raise OrderError(404, "not_found", "event not found", t)
+        rows = [self._market_json(m) for m in markets]
+        event: dict[str, Any] = {
+            "event_ticker": t,
+            "series_ticker": markets[0].series,
+            "sub_title": "",
+            "title": f"Simulated event {t}",
+            "collateral_return_type": "",
+            "mutually_exclusive": False,
+            "category": "",
+            "settlement_sources": [],
+            "exchange_index": 0,
+        }
+        override = self.engine.event_fees.get(t)
+        if override is not None:
+            event["fee_type_override"] = override.fee_type
+            event["fee_multiplier_override"] = _number(override.multiplier)
+        if _query_bool(request, "with_nested_markets"):
+            event["markets"] = rows
+        return _json({"event": event, "markets": rows})
 
     async def _create_order(self, request: web.Request) -> web.Response:
         user = request[USER]

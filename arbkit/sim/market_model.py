@@ -519,6 +519,16 @@ class MarketModel:
                 lad0 = lad
             else:
                 lad1 = lad
+            # The stray top must not cross the other side's bids: on either venue a YES
+            # bid and a NO bid summing to the pair total would trade at once.
+            limit = (total - 1) * CENT - (lad0[0] if aggressive == 0 else lad1[0])
+            other_lad = lad1 if aggressive == 0 else lad0
+            kept = [x for i in range(0, len(other_lad), 2) if other_lad[i] <= limit
+                    for x in other_lad[i:i + 2]]  # fmt: skip
+            if aggressive == 0:
+                lad1 = kept
+            else:
+                lad0 = kept
         return lad0, lad1
 
     # ------------------------------------------------------------------ api --------

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import math
+import os
 import sqlite3
 import time
 from collections import deque
@@ -52,6 +54,7 @@ from arbkit.storage.records import (
     DbSummary,
     PositionRow,
     RiskHistory,
+    RunRow,
     SettledExecution,
     SettlementRow,
     SpreadSample,
@@ -104,10 +107,12 @@ _ORDER_COLS = (
     "acked_ns",
     "filled_ns",
     "reason",
+    "fees_estimated_e6",
+    "run_id",
 )
 # An order's identity: fixed once journaled under its client order id.
 _ORDER_IDENTITY = _ORDER_COLS[:9]
-_ORDER_PROGRESS = ("state", "filled_qty_e2", "filled_cost_e6", "fees_e6")
+_ORDER_PROGRESS = ("state", "filled_qty_e2", "filled_cost_e6", "fees_e6", "fees_estimated_e6")
 # Unknown ('' / 0 → NULL) in an update keeps what was recorded.
 _ORDER_KEEP_OLD = (
     "venue_order_id",
@@ -154,12 +159,17 @@ _EXEC_COLS = (
 _SELECT_EXECS = f"SELECT {', '.join(_EXEC_COLS)} FROM arb_executions"
 
 
+def config_digest(*parts: object) -> str:
+    """A short stable digest of the effective config (and symbol map) a run used."""
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
 def _ns(v: int) -> int | None:
     """0 means 'not yet' in the executor's records: store NULL (shown as NULL in views)."""
     return v or None
 
 
-def _order_params(r: LegOrderRecord) -> tuple[Any, ...]:
+def _order_params(r: LegOrderRecord, run_id: str) -> tuple[Any, ...]:
     return (
         r.execution_id,
         r.leg.value,
@@ -181,6 +191,8 @@ def _order_params(r: LegOrderRecord) -> tuple[Any, ...]:
         _ns(r.acked_ns),
         _ns(r.filled_ns),
         r.reason,
+        r.fees_estimated,
+        run_id,
     )
 
 
@@ -207,6 +219,7 @@ def _order_from_row(row: Sequence[Any]) -> LegOrderRecord:
         acked_ns=d["acked_ns"] or 0,
         filled_ns=d["filled_ns"] or 0,
         reason=d["reason"],
+        fees_estimated=Money(d["fees_estimated_e6"]),
     )
 
 
@@ -271,6 +284,8 @@ _OPP_COLS = (
     "decision",
     "reason",
     "execution_id",
+    "coupon_bps",
+    "run_id",
 )
 _INSERT_OPP = (
     f"INSERT INTO opportunities ({', '.join(_OPP_COLS)}) VALUES ({', '.join('?' * len(_OPP_COLS))})"
@@ -288,6 +303,7 @@ _SPREAD_COLS = (
     "ibkr_no_size_e2",
     "cost_kalshi_yes_e4",
     "cost_kalshi_no_e4",
+    "run_id",
 )
 _INSERT_SPREAD = (
     f"INSERT INTO spreads ({', '.join(_SPREAD_COLS)}) VALUES ({', '.join('?' * len(_SPREAD_COLS))})"
@@ -325,6 +341,7 @@ def _opp_params(
         decision,
         reason,
         execution_id,
+        o.coupon_bps,
     )
 
 
@@ -363,6 +380,41 @@ class Database:
         self._lock = asyncio.Lock()
         self._user_version = 0
         self._next_opp_id = 1
+        self.run_id = ""  # set by begin_run(): every row written carries it
+
+    # -- runs
+
+    async def begin_run(self, mode: str, config_digest: str, command: str = "") -> str:
+        """Start a run: one ``runs`` row; every row written from now on carries its id."""
+        now = time.time_ns()
+        run_id = f"r{now // 1_000_000_000:x}-{os.urandom(3).hex()}"
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO runs (run_id, started_ns, mode, config_digest, command) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (run_id, now, mode, config_digest, command),
+            )
+        )
+        self.run_id = run_id
+        return run_id
+
+    async def end_run(self) -> None:
+        if not self.run_id or self._journal is None:
+            return
+        run_id, now = self.run_id, time.time_ns()
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE runs SET ended_ns = ? WHERE run_id = ?", (now, run_id)
+            )
+        )
+
+    async def runs(self) -> list[RunRow]:
+        async with self._lock:
+            rows = await self._conn().execute_fetchall(
+                "SELECT run_id, started_ns, ended_ns, mode, config_digest, command FROM runs "
+                "ORDER BY started_ns, run_id"
+            )
+        return [RunRow(r[0], r[1], r[2] or 0, r[3], r[4], r[5]) for r in rows]
 
     # -- lifecycle
 
@@ -384,7 +436,8 @@ class Database:
         return self
 
     async def close(self) -> None:
-        """Close both connections (stop any :class:`DatabaseWriter` first)."""
+        """End the run, close both connections (stop any :class:`DatabaseWriter` first)."""
+        await self.end_run()
         journal, telemetry = self._journal, self._telemetry
         self._journal = self._telemetry = None
         for conn in (telemetry, journal):
@@ -491,7 +544,7 @@ class Database:
                 f"not {ex.execution_id!r}"
             )
         stage_values, extra = _split_stages(ex.stages_ns)
-        cols = _EXEC_COLS[:14] + _STAGE_COLS
+        cols = (*_EXEC_COLS[:14], *_STAGE_COLS, "run_id")
         params = (
             ex.execution_id,
             ex.symbol,
@@ -508,10 +561,11 @@ class Database:
             ex.error,
             extra,
             *stage_values,
+            self.run_id,
         )
         marks = ", ".join("?" * len(cols))
         sql = f"INSERT INTO arb_executions ({', '.join(cols)}) VALUES ({marks})"
-        order = _order_params(leg1)
+        order = _order_params(leg1, self.run_id)
 
         def write(conn: sqlite3.Connection) -> None:
             try:
@@ -549,10 +603,9 @@ class Database:
 
         await self._write(write)
 
-    @staticmethod
-    def _upsert_order(conn: sqlite3.Connection, order: LegOrderRecord) -> None:
+    def _upsert_order(self, conn: sqlite3.Connection, order: LegOrderRecord) -> None:
         try:
-            cur = conn.execute(_UPSERT_ORDER, _order_params(order))
+            cur = conn.execute(_UPSERT_ORDER, _order_params(order, self.run_id))
         except sqlite3.IntegrityError as exc:
             raise JournalError(
                 f"order {order.client_order_id!r} of {order.execution_id!r} refused: {exc} "
@@ -642,11 +695,12 @@ class Database:
             row.new,
             row.reason,
             row.source,
+            self.run_id,
         )
         await self._write(
             lambda conn: conn.execute(
                 "INSERT INTO audit (ts_ns, execution_id, client_order_id, field, old, new, "
-                "reason, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "reason, source, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
         )
@@ -665,11 +719,11 @@ class Database:
     # -- trading state (durable, append-only: the newest row is the state)
 
     async def record_trading_state(self, row: TradingStateRow) -> None:
-        values = (row.ts_ns, row.from_state, row.to_state, row.reason, row.actor)
+        values = (row.ts_ns, row.from_state, row.to_state, row.reason, row.actor, self.run_id)
         await self._write(
             lambda conn: conn.execute(
-                "INSERT INTO trading_state (ts_ns, from_state, to_state, reason, actor) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO trading_state (ts_ns, from_state, to_state, reason, actor, run_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 values,
             )
         )
@@ -692,7 +746,7 @@ class Database:
         values = (
             row.ts_ns, row.settled_ns, row.mode, row.venue.value, row.symbol, row.instrument,
             row.result.value, row.yes_qty, row.no_qty, row.payout, row.cost, row.fees,
-            row.source, row.detail,
+            row.source, row.detail, self.run_id,
         )  # fmt: skip
         inserted: list[bool] = []
 
@@ -700,7 +754,7 @@ class Database:
             cur = conn.execute(
                 "INSERT OR IGNORE INTO settlements (ts_ns, settled_ns, mode, venue, symbol, "
                 "instrument, result, yes_qty_e2, no_qty_e2, payout_e6, cost_e6, fees_e6, "
-                "source, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "source, detail, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
             inserted.append(cur.rowcount == 1)
@@ -794,11 +848,11 @@ class Database:
     ) -> None:
         await self._write(
             lambda conn: conn.execute(
-                "INSERT INTO positions (symbol, venue, outcome, qty_e2, cost_e6, updated_ns) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (symbol, venue, outcome) DO UPDATE SET "
-                "qty_e2 = excluded.qty_e2, cost_e6 = excluded.cost_e6, "
-                "updated_ns = excluded.updated_ns",
-                (symbol, venue.value, outcome.value, qty, cost, now_ns),
+                "INSERT INTO positions (symbol, venue, outcome, qty_e2, cost_e6, updated_ns, "
+                "run_id) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (symbol, venue, outcome) DO "
+                "UPDATE SET qty_e2 = excluded.qty_e2, cost_e6 = excluded.cost_e6, "
+                "updated_ns = excluded.updated_ns, run_id = excluded.run_id",
+                (symbol, venue.value, outcome.value, qty, cost, now_ns, self.run_id),
             )
         )
 
@@ -1045,9 +1099,9 @@ class DatabaseWriter:
         for item in batch:
             try:
                 if item[0] == _OPP:
-                    opps.append(_opp_params(*item[1:]))
+                    opps.append((*_opp_params(*item[1:]), self._db.run_id))
                 else:
-                    spreads.append(_spread_params(item[1]))
+                    spreads.append((*_spread_params(item[1]), self._db.run_id))
             except Exception:
                 self._stats.failed += 1
                 log.exception("database writer: cannot convert %r", item[1:])

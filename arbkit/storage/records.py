@@ -19,6 +19,7 @@ __all__ = [
     "DbSummary",
     "PositionRow",
     "RiskHistory",
+    "RunRow",
     "SettledExecution",
     "SettlementRow",
     "SpreadSample",
@@ -115,3 +116,16 @@ class SettledExecution:
     payout: Money
     settled_pnl: Money
     settled_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """One run: a monitor start/stop, a replay, a demo (``ended_ns`` 0 = still running
+    or it crashed)."""
+
+    run_id: str
+    started_ns: int
+    ended_ns: int
+    mode: str  # monitor | paper | live | replay
+    config_digest: str
+    command: str

@@ -345,12 +345,82 @@ _SETTLEMENTS_V4 = (
     """,
 )
 
+# The views' unit columns as of the newest version (DuckDB mirrors these).
+_VIEW_COLUMNS: dict[str, list[str]] = {
+    **_VIEW_COLUMNS_V1,
+    "executions": [*_VIEW_COLUMNS_V1["executions"], "fees_estimated_e6"],
+}
+
+# v5: fees as charged beside the model's estimate for the same fills, per order. Drift is
+# ``fees_e6 − fees_estimated_e6``; positive means the venue charged more than the model.
+_FEE_ESTIMATE_V5 = (
+    "ALTER TABLE executions ADD COLUMN fees_estimated_e6 INTEGER NOT NULL DEFAULT 0",
+    "DROP VIEW v_executions",
+    _view("executions", _VIEW_COLUMNS["executions"], _VIEW_EXTRA_V1["executions"]),
+    """
+    CREATE VIEW v_fee_drift AS
+    SELECT
+        e.execution_id, e.client_order_id, e.mode, e.venue, e.symbol, e.leg,
+        e.filled_qty_e2, e.fees_e6, e.fees_estimated_e6,
+        e.fees_e6 - e.fees_estimated_e6 AS drift_e6,
+        (e.fees_e6 - e.fees_estimated_e6) / 1e6 AS drift_usd,
+        e.filled_ns
+    FROM executions AS e
+    WHERE e.filled_qty_e2 > 0 AND e.fees_e6 != e.fees_estimated_e6
+    """,
+)
+
+# v6: runs. Every row carries the run that wrote it (``''`` for rows from before v6): a
+# run is one monitor start/stop, one replay, one demo. ``mode = 'replay'`` marks replays.
+RUN_TABLES = (
+    "opportunities", "spreads", "arb_executions", "executions", "positions", "audit",
+    "trading_state", "settlements",
+)  # fmt: skip
+_RUNS_V6 = (
+    """
+    CREATE TABLE runs (
+        run_id        TEXT    PRIMARY KEY,
+        started_ns    INTEGER NOT NULL,
+        ended_ns      INTEGER,
+        mode          TEXT    NOT NULL CHECK (mode IN ('monitor', 'paper', 'live', 'replay')),
+        config_digest TEXT    NOT NULL,
+        command       TEXT    NOT NULL DEFAULT ''
+    ) STRICT
+    """,
+    *(f"ALTER TABLE {t} ADD COLUMN run_id TEXT NOT NULL DEFAULT ''" for t in RUN_TABLES),
+    # which ForecastEx coupon rate (APY, bps) annualized_return_bps used
+    "ALTER TABLE opportunities ADD COLUMN coupon_bps INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX arb_executions_run ON arb_executions (run_id)",
+    "CREATE INDEX opportunities_run ON opportunities (run_id)",
+    _view("runs", ["started_ns", "ended_ns"]),
+    # settled PnL per symbol and per run, beside the PnL expected at execution
+    """
+    CREATE VIEW v_settled_symbols AS
+    SELECT mode, symbol, COUNT(*) AS executions,
+           SUM(expected_profit_e6) AS expected_profit_e6,
+           SUM(settled_pnl_e6) AS settled_pnl_e6,
+           SUM(settled_pnl_e6) / 1e6 AS settled_pnl_usd
+    FROM v_settled_executions GROUP BY mode, symbol
+    """,
+    """
+    CREATE VIEW v_settled_runs AS
+    SELECT a.run_id, v.mode, COUNT(*) AS executions,
+           SUM(v.expected_profit_e6) AS expected_profit_e6,
+           SUM(v.settled_pnl_e6) AS settled_pnl_e6,
+           SUM(v.settled_pnl_e6) / 1e6 AS settled_pnl_usd
+    FROM v_settled_executions AS v JOIN arb_executions AS a USING (execution_id)
+    GROUP BY a.run_id, v.mode
+    """,
+)
+
 # MIGRATIONS[i]: statements that take user_version i to i + 1.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _TABLES_V1 + _VIEWS_V1,
     _AUDIT_V2,
     _TRADING_STATE_V3,
     _SETTLEMENTS_V4,
+    _FEE_ESTIMATE_V5,
+    _RUNS_V6,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # The analysis tables (exported, summarised, mirrored as DuckDB views). The audit trail is
@@ -373,21 +443,46 @@ def _duck_derived(col: str) -> str:
     return f"make_timestamp_ns({col}) AS {col[:-3]}_at"  # TIMESTAMP_NS (UTC)
 
 
-def duckdb_views(alias: str = "db") -> tuple[str, ...]:
+# The time each analysis table is filtered on (``--since`` / ``--until``).
+TIME_COLUMN = {
+    "opportunities": "detected_ns",
+    "spreads": "sampled_ns",
+    "arb_executions": "created_ns",
+    "executions": "decided_ns",
+    "positions": "updated_ns",
+}
+
+
+def duckdb_views(
+    alias: str = "db",
+    *,
+    run: str | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+) -> tuple[str, ...]:
     """``CREATE VIEW`` statements for DuckDB over the arbkit file attached as ``alias``.
 
     DuckDB's sqlite scanner reads SQLite *views* with every column as VARCHAR, so
     analysis defines the same ``v_*`` views in DuckDB over the base tables (read with
     their real BIGINT types): dollars and contracts as exact DECIMALs, times as
-    TIMESTAMP_NS, same column names as the SQLite views.
+    TIMESTAMP_NS, same column names as the SQLite views. ``run`` / ``since_ns`` /
+    ``until_ns`` filter every view (so every query) to one run and a time window.
     """
     out = []
-    for table, cols in _VIEW_COLUMNS_V1.items():
+    for table, cols in _VIEW_COLUMNS.items():
         body = ",\n        ".join(
             ["t.*", *map(_duck_derived, cols), *_VIEW_EXTRA_V1.get(table, ())]
         )
+        where = []
+        if run is not None:
+            where.append("t.run_id = '" + run.replace("'", "''") + "'")
+        if since_ns is not None:
+            where.append(f"t.{TIME_COLUMN[table]} >= {int(since_ns)}")
+        if until_ns is not None:
+            where.append(f"t.{TIME_COLUMN[table]} < {int(until_ns)}")
+        cond = f"\n    WHERE {' AND '.join(where)}" if where else ""
         out.append(
             f"CREATE OR REPLACE VIEW v_{table} AS\n    SELECT\n        {body}\n"
-            f"    FROM {alias}.{table} AS t"
+            f"    FROM {alias}.{table} AS t{cond}"
         )
     return tuple(out)

@@ -42,7 +42,9 @@ def _run(source: Path) -> nbformat.NotebookNode:
     nb = nbformat.read(SPREAD_ANALYSIS, as_version=4)
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1 and 'DB_PATH = "data/arbkit.sqlite"' in params[0].source
-    params[0].source = f"DB_PATH = {json.dumps(str(source))}"
+    params[0].source = params[0].source.replace(
+        'DB_PATH = "data/arbkit.sqlite"', f"DB_PATH = {json.dumps(str(source))}"
+    )
     client = nbclient.NotebookClient(
         nb,
         timeout=120,

@@ -102,7 +102,7 @@ class Venues:
         self.exchange.fund(self.key_id, Money(100_000 * 1_000_000))
         self.exchange.add_market(TICKER)
         await self.exchange.start()
-        self.tws = TwsServer(commission_per_contract_usd=Money(10_000))  # $0.01, as modelled
+        self.tws = TwsServer()  # no commission, as modelled (the $0.01 is in the pair price)
         self.tws.add_market(
             FX_MARKET,
             symbol="FF",

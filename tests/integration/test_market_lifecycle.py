@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import time
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 
 from arbkit.execution.journal import ExecState
@@ -134,3 +135,64 @@ async def test_settlement_on_both_venues_pays_out_and_gives_settled_pnl(
     )
     assert pnl == 10_000_000 - cost  # $1 × 10 winning contracts − costs − fees charged
     assert pnl == expected == rec.expected_profit
+
+
+async def test_fee_drift_when_the_local_tws_charges_a_commission(
+    venues: Venues, auth: KalshiAuth, tmp_path: Path
+) -> None:
+    """The model says ForecastEx charges $0 (the cent is in the $1.01 pair price). A TWS
+    that charges $0.01/contract in its commissionReport: the fee as charged is journaled
+    beside the estimate, v_fee_drift shows the difference, and an alert is raised."""
+    db = tmp_path / "f.sqlite"
+    venues.tws.commission_per_contract_usd = Money(10_000)
+    no_arb(venues)
+    async with running(monitor(venues, auth, db, tmp_path / "l")) as mon:
+        await ready(mon)
+        venues.arb_books()
+        rec = await one_execution(mon, 15)
+        assert rec.state is ExecState.DONE
+        await until(lambda: mon.counters.extra.get("fee_drift", 0) == 1, 5, "the alert")
+        assert any("fee drift" in a[2] for a in mon.alerts)
+    assert rows(db, "SELECT venue, fees_e6, fees_estimated_e6, drift_e6 FROM v_fee_drift") == [
+        ("ibkr", 100_000, 0, 100_000)
+    ]
+    assert rows(db, "SELECT field, old, new FROM audit WHERE field = 'fee_drift'") == [
+        ("fee_drift", "0", "100000")
+    ]
+    # Kalshi charged what the model says (the same rule on both sides)
+    [(k_fee, k_est)] = rows(
+        db, "SELECT fees_e6, fees_estimated_e6 FROM executions WHERE venue = 'kalshi'"
+    )
+    assert k_fee == k_est > 0
+
+
+async def test_venue_series_fees_rule_and_unknown_fee_types_are_not_traded(
+    venues: Venues, auth: KalshiAuth, tmp_path: Path
+) -> None:
+    """Kalshi's `GET /series/{t}` beats the config: the fee multiplier the venue states is
+    what the detector and the executor charge (and what the venue then charges: no drift).
+    A fee type the model does not compute (`flat`) refuses trading; a scheduled change
+    back to `quadratic` lets it trade again when its time comes."""
+    series = TICKER.split("-", 1)[0]
+    venues.exchange.set_series_fee(series, "flat", 1)
+    venues.exchange.schedule_fee_change(series, "quadratic", "0.5", int(time.time()) + 2)
+    db = tmp_path / "fees.sqlite"
+    no_arb(venues)
+    async with running(monitor(venues, auth, db, tmp_path / "l")) as mon:
+        await ready(mon)
+        clock = mon.market_clocks[SYMBOL]
+        assert "fee_type 'flat'" in clock.fee_problem
+        venues.arb_books()
+        await quiet(1.0)
+        assert kalshi_orders(venues) == 0
+        await until(lambda: not clock.fee_problem, 5, "the scheduled change in force")
+        assert mon.series_fees[series].multiplier == Decimal("0.5")
+        venues.arb_books()
+        rec = await one_execution(mon, 15)
+        assert rec.state is ExecState.DONE
+        assert mon.counters.extra.get("fee_drift", 0) == 0
+    [(fee, est)] = rows(
+        db, "SELECT fees_e6, fees_estimated_e6 FROM executions WHERE venue='kalshi'"
+    )
+    # 10 contracts at $0.40: ceil(0.5 × 0.07 × 10 × 0.4 × 0.6 = $0.084) = $0.09
+    assert fee == est == 90_000

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import jsonschema
@@ -23,15 +22,15 @@ import pytest
 import yaml
 from ib_async import IB, Contract, LimitOrder, Trade
 from openapi_core import OpenAPI
-from openapi_core.datatypes import RequestParameters
 from websockets.asyncio.client import ClientConnection, connect
-from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from arbkit.gateways.kalshi_auth import KalshiAuth, generate_key_pair
 from arbkit.gateways.kalshi_rest import KalshiApiError, KalshiRestClient
 from arbkit.model import MONEY_SCALE, Money, Outcome, Price, Qty, money_str, parse_money
 from arbkit.sim.kalshi_exchange import KalshiExchange
 from arbkit.sim.tws_server import TwsServer
+
+from .openapi_check import ApiRequest, ApiResponse
 
 SPEC_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "kalshi" / "spec"
 T0, T1, T2 = "KXFED-26DEC-T375", "KXFED-26DEC-T400", "KXCPI-26NOV-T03"
@@ -180,29 +179,6 @@ async def buy(rest: KalshiRestClient, ticker: str, side: str, yes_price: int, qt
     assert r.fill_count == qty
 
 
-class _Req:
-    def __init__(self, r: httpx.Request) -> None:
-        u = urlsplit(str(r.url))
-        self.host_url = f"{u.scheme}://{u.netloc}"
-        self.path = u.path
-        self.method = r.method.lower()
-        self.body = r.content or None
-        self.content_type = r.headers.get("Content-Type", "application/json")
-        self.parameters = RequestParameters(
-            query=ImmutableMultiDict(list(r.url.params.multi_items())),
-            header=Headers(dict(r.headers)),
-            cookie=ImmutableMultiDict(),
-        )
-
-
-class _Resp:
-    def __init__(self, r: httpx.Response) -> None:
-        self.data = r.content
-        self.status_code = r.status_code
-        self.content_type = r.headers.get("Content-Type", "")
-        self.headers = Headers(dict(r.headers))
-
-
 def validate_rest(openapi_dict: dict[str, Any], kx: Kalshi, path_part: str) -> int:
     """Every captured response on a path containing ``path_part`` matches the OpenAPI."""
     spec = copy.deepcopy(openapi_dict)
@@ -211,7 +187,7 @@ def validate_rest(openapi_dict: dict[str, Any], kx: Kalshi, path_part: str) -> i
     n = 0
     for r in kx.seen:
         if path_part in r.request.url.path:
-            api.validate_response(_Req(r.request), _Resp(r))
+            api.validate_response(ApiRequest(r.request), ApiResponse(r))
             n += 1
     return n
 

@@ -409,19 +409,36 @@ async def test_settled_pnl_per_execution_from_settlements(db: Database) -> None:
     assert (s.payout, s.cost) == (3_000_000, 2_850_000)
     assert s.settled_pnl == 150_000 and s.expected_profit == 30_000
     assert [r.venue for r in await db.settlements()] == [Venue.KALSHI, Venue.IBKR]
+    con = sqlite3.connect(db.path)
+    try:
+        assert con.execute(
+            "SELECT symbol, executions, expected_profit_e6, settled_pnl_e6 FROM v_settled_symbols"
+        ).fetchall() == [("FED-25DEC", 1, 30_000, 150_000)]
+        assert con.execute("SELECT executions, settled_pnl_e6 FROM v_settled_runs").fetchall() == [
+            (1, 150_000)
+        ]
+    finally:
+        con.close()
 
 
-async def test_a_version_3_file_migrates_to_4_keeping_its_rows(tmp_path: Path) -> None:
+async def test_a_version_3_file_migrates_keeping_its_rows(tmp_path: Path) -> None:
+    """What a version-3 arbkit wrote (built by running only its migrations) opens in this
+    version: settlements (v4) and fee estimates (v5) are added, the rows stay."""
+    from arbkit.storage.schema import MIGRATIONS
+
     path = tmp_path / "v3.sqlite"
-    async with Database(path) as db:
-        await intent(db, "old")
-    con = sqlite3.connect(path)  # back to what a version-3 arbkit wrote
+    con = sqlite3.connect(path)
     with con:
-        con.execute("DROP VIEW v_settled_executions")
-        con.execute("DROP VIEW v_settlements")
-        con.execute("DROP TABLE settlements")
-        con.execute("PRAGMA user_version = 3")
+        for version, statements in enumerate(MIGRATIONS[:3]):
+            for sql in statements:
+                con.execute(sql)
+            con.execute(f"PRAGMA user_version = {version + 1}")
+        con.execute(
+            "INSERT INTO arb_executions (execution_id, symbol, combo, mode, state, created_ns, "
+            "updated_ns, planned_qty_e2, expected_profit_e6) "
+            "VALUES ('old', 'S', 'c', 'live', 'done', 1, 1, 100, 5)"
+        )
     con.close()
     async with Database(path) as db:
-        assert db.user_version == SCHEMA_VERSION == 4
+        assert db.user_version == SCHEMA_VERSION == 6
         assert await db.execution("old") is not None and await db.settlements() == []
