@@ -195,3 +195,19 @@ def test_legging_knobs_are_validated(section: str, key: str, value: object, frag
     with pytest.raises(ConfigError) as err:
         parse_execution_config({section: {key: value}}, "exec.toml")
     assert f"{section}.{key}" in str(err.value) and fragment in str(err.value)
+
+
+def test_mark_to_market_is_one_dollar_minus_the_opposite_ask() -> None:
+    from arbkit.execution.risk import mark_to_market
+
+    pos = {
+        ("S", Venue.KALSHI, Outcome.YES): Qty(1_000),  # 10 contracts
+        ("S", Venue.IBKR, Outcome.NO): Qty(1_000),
+        ("T", Venue.IBKR, Outcome.YES): Qty(500),  # no opposite ask: marks at 0
+    }
+    asks = {
+        ("S", Venue.KALSHI, Outcome.NO): [(6_500, 100)],
+        ("S", Venue.IBKR, Outcome.YES): [(4_900, 5)],
+    }
+    got = mark_to_market(pos, lambda s, v, o: asks.get((s, v, o), []))
+    assert got == {Venue.KALSHI: Money(3_500_000), Venue.IBKR: Money(5_100_000)}

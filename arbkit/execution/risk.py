@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -341,6 +341,24 @@ def pre_trade(
         if not ok:
             return False, reason, breach
     return True, "", False
+
+
+def mark_to_market(
+    positions: dict[tuple[str, Venue, Outcome], Qty],
+    quote: Callable[[str, Venue, Outcome], Sequence[tuple[int, int]]],
+) -> dict[Venue, Money]:
+    """What the held positions would fetch now, per venue: each contract at $1 minus the
+    best ask of the opposite outcome (on both venues a position is closed by buying the
+    opposite, which nets the pair into $1). A contract with no opposite ask marks at 0
+    (conservative: nothing to close against). Truncated to the Money unit."""
+    out = {Venue.KALSHI: 0, Venue.IBKR: 0}
+    for (symbol, venue, outcome), qty in positions.items():
+        if qty <= 0:
+            continue
+        asks = quote(symbol, venue, outcome.opposite)
+        if asks:
+            out[venue] += qty * (PRICE_SCALE - asks[0][0])
+    return {v: Money(m) for v, m in out.items()}
 
 
 def residual_exposure(spec: SymbolSpec, positions: dict[tuple[str, Venue, Outcome], Qty]) -> int:

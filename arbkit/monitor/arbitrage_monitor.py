@@ -39,7 +39,7 @@ from arbkit.execution.journal import AuditRecord, ExecutionRecord, Journal, Memo
 from arbkit.execution.machine import execution_bound_ms
 from arbkit.execution.paper import PaperVenue
 from arbkit.execution.reconcile import ReconcileConfig, Reconciler, ReconcileReport
-from arbkit.execution.risk import BREACHES, TradingState, trading_day_start_ns
+from arbkit.execution.risk import BREACHES, TradingState, mark_to_market, trading_day_start_ns
 from arbkit.execution.venue import VenueOrderClient
 from arbkit.gateways.ibkr_client import IbkrGateway
 from arbkit.gateways.ibkr_orders import IbkrOrderClient
@@ -181,6 +181,8 @@ class MonitorSnapshot:
     balances: dict[str, Money | None] = field(default_factory=dict)
     # Capital tied up until settlement: cost basis of the positions held, per venue.
     committed: dict[str, Money] = field(default_factory=dict)
+    # What those positions would fetch now ($1 − the opposite outcome's best ask)
+    mark_to_market: dict[str, Money] = field(default_factory=dict)
     kalshi_balance_breakdown: dict[int, Money] = field(default_factory=dict)  # per shard
 
 
@@ -1552,6 +1554,11 @@ class ArbitrageMonitor:
             ),
             committed=(
                 {v.value: ex.state.exposure_by(v) for v in (Venue.KALSHI, Venue.IBKR)}
+                if ex is not None
+                else {}
+            ),
+            mark_to_market=(
+                {v.value: m for v, m in mark_to_market(ex.state.positions, ex.quote).items()}
                 if ex is not None
                 else {}
             ),

@@ -104,6 +104,9 @@ async def test_settlement_on_both_venues_pays_out_and_gives_settled_pnl(
         venues.arb_books()
         rec = await one_execution(mon, 15)
         assert rec.state is ExecState.DONE
+        snap = mon.snapshot()  # capital locked until resolution, and what it marks at
+        assert snap.committed["kalshi"] > 0 and snap.committed["ibkr"] > 0
+        assert set(snap.mark_to_market) == {"kalshi", "ibkr"}
         bal0 = venues.exchange.engine.account(venues.key_id).balance
         cash0 = venues.tws.cash
         assert venues.kalshi_positions() == {(TICKER, Outcome.YES): 1_000}
@@ -118,6 +121,7 @@ async def test_settlement_on_both_venues_pays_out_and_gives_settled_pnl(
         await asyncio.sleep(1.0)  # several reconciliation passes after both payouts
         assert not mon.kill_switch, ex.state.state_reason
         assert ex.state.exposure == 0
+        assert mon.snapshot().committed == {"kalshi": 0, "ibkr": 0}
     # venue truth: Kalshi paid $10 into the balance, ForecastEx paid nothing (NO lost)
     assert venues.exchange.engine.account(venues.key_id).balance == bal0 + Money(10_000_000)
     assert venues.tws.cash == cash0
