@@ -166,6 +166,27 @@ def test_every_row_carries_its_run_and_analyze_filters_by_run(
     out = tmp_path / "replayed.sqlite"
     assert _replay_db(demo_run, out) == 0
     assert [r[3] for r in _rows(out, "runs")] == ["replay"]
+    # the replay runs through the recorded close and settlement too (issue 13)
+    con = sqlite3.connect(out)
+    try:
+        paid = con.execute("SELECT venue, source FROM settlements ORDER BY venue").fetchall()
+        live = (
+            sqlite3.connect(demo_run["db"])
+            .execute("SELECT symbol, result FROM settlements WHERE venue = 'kalshi'")
+            .fetchall()
+        )
+        assert (
+            con.execute("SELECT symbol, result FROM settlements WHERE venue = 'kalshi'").fetchall()
+            == live
+        )
+        after = con.execute(  # nothing traded on the market once it closed
+            "SELECT count(*) FROM arb_executions a JOIN settlements s USING (symbol) "
+            "WHERE s.venue = 'kalshi' AND a.created_ns >= s.settled_ns"
+        ).fetchone()
+        assert after == (0,)
+    finally:
+        con.close()
+    assert paid == [("ibkr", "replay"), ("kalshi", "replay")]
     capsys.readouterr()
     assert main(["analyze", "--db", str(demo_run["db"]), "--runs"]) == 0
     assert run_id in capsys.readouterr().out

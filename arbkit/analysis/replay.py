@@ -35,8 +35,10 @@ from arbkit.execution.journal import ExecState, Journal, MemoryJournal
 from arbkit.execution.paper import PaperVenue
 from arbkit.model import Mode, Money, NormalizedTick, Opportunity, Outcome, Price, Qty, Venue
 from arbkit.normalizers.ibkr_normalizer import IbkrNormalizer
-from arbkit.normalizers.kalshi_normalizer import KalshiNormalizer
+from arbkit.normalizers.kalshi_normalizer import KalshiNormalizer, LifecycleEvent
+from arbkit.normalizers.market_status import KALSHI_LIFECYCLE, MarketClock, MarketStatus
 from arbkit.storage.capture import CaptureEvent, load_capture
+from arbkit.storage.records import SettlementRow, paper_settlement
 
 
 @dataclass(slots=True)
@@ -44,6 +46,9 @@ class PreparedCapture:
     """Normalized tick batches, one per captured venue message, in capture order."""
 
     batches: list[tuple[int, Venue, list[NormalizedTick]]]
+    # Kalshi market_lifecycle_v2 events of mapped markets, in capture order (close-date
+    # changes, pauses, determination, settlement): replayed between the batches.
+    lifecycle: list[LifecycleEvent] = field(default_factory=list)
     events: int = 0
     bad_frames: int = 0
     source: str = ""
@@ -110,6 +115,7 @@ def _prepare_into(
             out.bad_frames += len(upd.errors)
             if upd.ticks:
                 out.batches.append((ev.t, Venue.KALSHI, upd.ticks))
+            out.lifecycle.extend(e for e in upd.lifecycle if e.ticker)
         elif ev.venue == "ibkr" and ev.con_id is not None:
             ticks = ibn.on_quote(ev.con_id, ev.bid, ev.bid_size, ev.ask, ev.ask_size, ev.t)
             if ticks:
@@ -143,6 +149,7 @@ class ReplayResult:
     executions: list[tuple[str, str, int, int, int]] = field(default_factory=list)
     starts: list[tuple[int, str, str, int, int, int, int]] = field(default_factory=list)
     observed: set[tuple[str, str, int, int, int, int]] = field(default_factory=set)
+    settlements: list[SettlementRow] = field(default_factory=list)  # markets paid out
 
     def count(self, t: int, found: int, started: list[Opportunity]) -> None:
         self.opportunities += found
@@ -280,7 +287,14 @@ async def replay(
     next_spread = 0
     interval = spread_interval_ms * 1_000_000
     symbols = list(symbol_map.symbols)
+    by_ticker = {s.kalshi_ticker: n for n, s in symbol_map.symbols.items()}
+    pending = prepared.lifecycle
+    li = 0
     for i, (t, venue, ticks) in enumerate(prepared.batches):
+        while li < len(pending) and pending[li].recv_ts_ns <= t:
+            clock.now = pending[li].recv_ts_ns
+            await _lifecycle(pending[li], by_ticker, symbol_map, ex, journal, res)
+            li += 1
         clock.now = t
         pipe.mark_alive(venue, t)
         out = pipe.on_ticks(ticks, t)
@@ -307,7 +321,52 @@ async def replay(
             await _decide(t, out.decide, ex, res, on_decision)
         if progress is not None and i % 10_000 == 0:
             progress(i)
+    for ev in pending[li:]:
+        clock.now = max(clock.now, ev.recv_ts_ns)
+        await _lifecycle(ev, by_ticker, symbol_map, ex, journal, res)
     return res
+
+
+async def _lifecycle(
+    ev: LifecycleEvent,
+    by_ticker: dict[str, str],
+    symbol_map: SymbolMap,
+    ex: Executor,
+    journal: Journal | None,
+    res: ReplayResult,
+) -> None:
+    """A recorded lifecycle frame, as the live monitor applies it: the market's state and
+    close time gate new executions; at settlement the paper positions are paid out
+    (``settlements`` rows when replaying into a database)."""
+    symbol = by_ticker.get(ev.ticker)
+    if symbol is None:
+        return
+    clock = ex.market_clocks.setdefault(
+        symbol, MarketClock(kalshi_status=MarketStatus.OPEN, ibkr_known=True)
+    )
+    if ev.close_ns:
+        clock.kalshi_close_ns = ev.close_ns
+    if ev.result:
+        clock.kalshi_result = ev.result
+    to = KALSHI_LIFECYCLE.get(ev.event_type)
+    if to is not None:
+        clock.kalshi_status = to
+    if to is not MarketStatus.SETTLED:
+        return
+    spec = symbol_map.symbols[symbol]
+    st = ex.state
+    for venue in (Venue.KALSHI, Venue.IBKR):
+        row = paper_settlement(
+            spec, venue, clock.kalshi_result, st.positions, st.cost_basis,
+            now_ns=ev.recv_ts_ns, mode=ex.mode.value, source="replay",
+        )  # fmt: skip
+        if row is None:
+            return
+        ex.settle_positions(symbol, venue)
+        res.settlements.append(row)
+        record = getattr(journal, "record_settlement", None)
+        if record is not None:  # a Database: the same table the live monitor writes
+            await record(row)
 
 
 def _loosest(configs: Sequence[ExecutionConfig]) -> DetectorParams | None:
@@ -363,7 +422,15 @@ async def replay_many(
     loose = _loosest(configs) if configs else None
     probe = ArbitrageDetector(FeeModel(configs[0].fees), loose) if loose is not None else None
     apply = shared.apply
+    by_ticker = {s.kalshi_ticker: n for n, s in symbol_map.symbols.items()}
+    pending = prepared.lifecycle
+    li = 0
     for t, venue, ticks in prepared.batches:
+        while li < len(pending) and pending[li].recv_ts_ns <= t:
+            clock.now = pending[li].recv_ts_ns
+            for _, ex, res in runs:
+                await _lifecycle(pending[li], by_ticker, symbol_map, ex, None, res)
+            li += 1
         clock.now = t
         alive[venue] = t
         dirty: list[SymbolBook] = []
@@ -401,6 +468,10 @@ async def replay_many(
             res.count(t, out.found, out.started)
             if out.decide:
                 await _decide(t, out.decide, ex, res, None)
+    for ev in pending[li:]:
+        clock.now = max(clock.now, ev.recv_ts_ns)
+        for _, ex, res in runs:
+            await _lifecycle(ev, by_ticker, symbol_map, ex, None, res)
     for _, _, res in runs:
         res.batches = len(prepared.batches)
     return [res for _, _, res in runs]

@@ -71,7 +71,7 @@ from arbkit.normalizers.market_status import (
 )
 from arbkit.storage.capture import CaptureWriter
 from arbkit.storage.database import Database, DatabaseWriter, config_digest
-from arbkit.storage.records import SettlementRow, TradingStateRow
+from arbkit.storage.records import SettlementRow, TradingStateRow, paper_settlement
 
 log = logging.getLogger(__name__)
 
@@ -989,35 +989,15 @@ class ArbitrageMonitor:
     def _paper_settlement(
         self, symbol: str, venue: Venue, kalshi_result: str
     ) -> SettlementRow | None:
-        """Paper positions paid at the Kalshi result; ForecastEx's winner is the map's
-        equivalent outcome (paper cannot see ForecastEx resolve)."""
         assert self.executor is not None
-        k = _OUTCOME_OF.get(kalshi_result)
-        if k is None:
-            log.error("paper settlement of %s: Kalshi result %r unknown", symbol, kalshi_result)
-            return None
-        spec = self.symbol_map.symbols[symbol]
-        result = k if venue is Venue.KALSHI else spec.ibkr_equivalent(k)
         st = self.executor.state
-        qty = {o: Qty(st.positions.get((symbol, venue, o), 0)) for o in Outcome}
-        cost = sum(st.cost_basis.get((symbol, venue, o), 0) for o in Outcome)
-        now = self.clock()
-        return SettlementRow(
-            now,
-            now,
-            self.config.mode.value,
-            venue,
-            symbol,
-            spec.kalshi_ticker if venue is Venue.KALSHI else "forecastex",
-            result,
-            qty[Outcome.YES],
-            qty[Outcome.NO],
-            Money(qty[result] * (MONEY_SCALE // QTY_SCALE)),
-            Money(cost),
-            Money(0),
-            "paper",
-            "" if venue is Venue.KALSHI else "winner taken from the Kalshi result via the map",
-        )
+        row = paper_settlement(
+            self.symbol_map.symbols[symbol], venue, kalshi_result, st.positions,
+            st.cost_basis, now_ns=self.clock(), mode=self.config.mode.value,
+        )  # fmt: skip
+        if row is None:
+            log.error("paper settlement of %s: Kalshi result %r unknown", symbol, kalshi_result)
+        return row
 
     async def _check_ibkr_settlements(self) -> None:
         """Live: a ForecastEx position that left after its market resolved is a payout.

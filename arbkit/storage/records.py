@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from arbkit.arbitrage.pipeline import SpreadSample
-from arbkit.model import Money, Outcome, Qty, Venue
+from arbkit.config.loader import SymbolSpec
+from arbkit.model import MONEY_SCALE, QTY_SCALE, Money, Outcome, Qty, Venue
 
 DECISIONS = frozenset({"executed", "skipped", "logged"})
 __all__ = [
@@ -129,3 +130,44 @@ class RunRow:
     mode: str  # monitor | paper | live | replay
     config_digest: str
     command: str
+
+
+KALSHI_RESULTS = {"yes": Outcome.YES, "no": Outcome.NO}  # Kalshi ``result`` → outcome
+
+
+def paper_settlement(
+    spec: SymbolSpec,
+    venue: Venue,
+    kalshi_result: str,
+    positions: dict[tuple[str, Venue, Outcome], Qty],
+    cost_basis: dict[tuple[str, Venue, Outcome], Money],
+    *,
+    now_ns: int,
+    mode: str,
+    source: str = "paper",
+) -> SettlementRow | None:
+    """Paper positions paid at Kalshi's result; ForecastEx's winner is the map's
+    equivalent outcome (paper cannot see ForecastEx resolve). None: result not yes/no."""
+    k = KALSHI_RESULTS.get(kalshi_result)
+    if k is None:
+        return None
+    result = k if venue is Venue.KALSHI else spec.ibkr_equivalent(k)
+    s = spec.symbol
+    qty = {o: Qty(positions.get((s, venue, o), 0)) for o in Outcome}
+    cost = sum(cost_basis.get((s, venue, o), 0) for o in Outcome)
+    return SettlementRow(
+        now_ns,
+        now_ns,
+        mode,
+        venue,
+        s,
+        spec.kalshi_ticker if venue is Venue.KALSHI else "forecastex",
+        result,
+        qty[Outcome.YES],
+        qty[Outcome.NO],
+        Money(qty[result] * (MONEY_SCALE // QTY_SCALE)),
+        Money(cost),
+        Money(0),
+        source,
+        "" if venue is Venue.KALSHI else "winner taken from the Kalshi result via the map",
+    )
