@@ -36,7 +36,10 @@ def test_maker_and_multiplier_and_centicent() -> None:
     # per fill: two fills each rounded up; per order: one rounding over the sum
     fills = [(550, 100), (560, 100)]
     assert cc.kalshi_fee(fills) == 3_700 + 3_800
-    assert _fm().kalshi_fee(fills) == 10_000
+    assert _fm(kalshi_fee_rounding="cent_per_order").kalshi_fee(fills) == 10_000
+    # the default, Kalshi's current rule: trade fee $0.0074 (0.00733 up to $0.0001), the
+    # $0.111 + $0.0074 charge rounded up to the cent: $0.12 − $0.111 = $0.009 in all
+    assert _fm().kalshi_fee(fills) == 9_000
 
 
 def test_forecastex_fee() -> None:

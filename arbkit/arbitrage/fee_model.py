@@ -8,16 +8,17 @@ In model units (qty = 100·C, price = 10⁴·P, money = 10⁶·$):
 k is an exact rational (num/den), so the unrounded fee is the rational
 ``k.num × Σ qty·price·(10⁴−price)  /  (k.den × 10⁴)`` and rounding up is one ceil-division.
 
-Granularity (reference/kalshi.md §6): ``cent_per_order`` — the published schedule, one
-ceil to the cent over the whole order (default: never underestimates);
-``centicent_per_fill`` — the newer rule, ceil to $0.0001 on every fill (price level).
+Granularity (reference/kalshi.md §6): ``fee_rounding`` (default) — Kalshi's current
+rule, per order, as the bound of its net fee (``KalshiOrderFees`` below);
+``cent_per_order`` — the legacy schedule, one ceil to the cent over the whole order
+(conservative); ``centicent_per_fill`` — ceil to $0.0001 on every fill, no rebate.
 
 Kalshi's current rule (fee_rounding page: per-fill trade fee at $0.0001, per-fill rounding
 fee to the balance precision, per-order whole-cent rebates) is ``KalshiOrderFees`` below, with
 ``kalshi_order_fee_bound`` as the split-independent upper bound a detector may use.
 
-ForecastEx: a flat per-contract fee (default $0.01; 0 if it is taken as built into the
-$1.01 pair price), ForecastEx trades whole contracts.
+ForecastEx: a flat per-contract fee (default 0: the $0.01 per pair is built into the
+$1.01 pair price; 0.01 is the conservative setting), ForecastEx trades whole contracts.
 """
 
 from __future__ import annotations

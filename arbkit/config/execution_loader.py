@@ -44,12 +44,12 @@ class DetectorParams:
 class FeeParams:
     kalshi_taker_coefficient: Decimal = kind("decimal", Decimal("0.07"))
     kalshi_maker_coefficient: Decimal = kind("decimal", Decimal("0.0175"))
-    # "cent_per_order": the published schedule, never underestimates (default);
-    # "centicent_per_fill": per-fill $0.0001 rounding, no rounding fee or rebate;
-    # "fee_rounding": Kalshi's current rule (trade fee to $0.0001 per fill, a rounding fee
-    # to the balance precision, whole-cent rebates per order), as its never-exceeded bound.
+    # "fee_rounding" (default): Kalshi's current rule (trade fee to $0.0001 per fill, a
+    # rounding fee to the balance precision, whole-cent rebates per order), as the bound
+    # its net fee never exceeds; "cent_per_order": the legacy schedule, one ceil to the
+    # cent per order (the conservative option); "centicent_per_fill": per fill, no rebate.
     kalshi_fee_rounding: str = kind(
-        "choice:cent_per_order|centicent_per_fill|fee_rounding", "cent_per_order"
+        "choice:cent_per_order|centicent_per_fill|fee_rounding", "fee_rounding"
     )
     # Kalshi balance precision: $0.01 for non-direct members, $0.0001 for direct members.
     kalshi_balance_precision_usd: int = kind("usd", 10_000)

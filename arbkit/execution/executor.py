@@ -383,6 +383,13 @@ class Executor:
         finally:
             for v, amount in res.need.items():
                 self.reserved[v] -= amount
+            # What the fills cost is gone from the balance now, not at the next read:
+            # until then the cached balance is debited (conservative: netting refunds
+            # are not credited), so the next decision cannot spend it twice.
+            for r in ex.orders:
+                bal = self.balances.get(r.venue)
+                if bal is not None and r.filled_qty:
+                    self.balances[r.venue] = Money(bal - r.filled_cost - r.fees)
             self.state.open_executions -= 1
             self._running.pop(ex.execution_id, None)
         self._book(machine)
