@@ -133,15 +133,12 @@ async def test_exposure_cap_holds_across_a_restart(
     assert venues.fx_positions() == {FX_NO: 10}
 
 
-async def test_daily_loss_is_rebuilt_from_the_journal_after_a_restart(
-    venues: Venues, auth: KalshiAuth, tmp_path: Path
-) -> None:
-    """Leg 2 is rejected, so the Kalshi leg is unwound at a loss (> the $0.01 cap): halted.
-    The user lifts the halt while stopped, but today's loss is still in the journal, so
-    the next start halts again before a single order."""
-    db, locks = tmp_path / "risk.sqlite", tmp_path / "locks"
-    cfg = config(max_daily_realized_loss_usd=10_000)
-    # no leg-2 re-pricing: a rejected leg 2 means the Kalshi leg is unwound at a loss
+async def lose_and_halt(
+    venues: Venues, auth: KalshiAuth, db: Path, locks: Path, **risk: Any
+) -> ExecutionConfig:
+    """One run that loses more than a $0.01 daily-loss cap and halts: leg 2 is rejected
+    and, with no leg-2 re-pricing, the Kalshi leg is unwound at a loss. Returns the config."""
+    cfg = config(max_daily_realized_loss_usd=10_000, **risk)
     cfg = replace(cfg, execution=replace(cfg.execution, min_residual_edge_usd=1_000_000))
     no_arb(venues)
     async with running(monitor(venues, auth, db, locks, config=cfg)) as mon:
@@ -154,6 +151,17 @@ async def test_daily_loss_is_rebuilt_from_the_journal_after_a_restart(
         assert ex.completed[0].realized_pnl < 0, ex.completed[0]
         await until(lambda: mon.kill_switch, 5, "the daily-loss halt")
         assert "max_daily_realized_loss_usd" in ex.state.state_reason
+    return cfg
+
+
+async def test_daily_loss_is_rebuilt_from_the_journal_after_a_restart(
+    venues: Venues, auth: KalshiAuth, tmp_path: Path
+) -> None:
+    """Leg 2 is rejected, so the Kalshi leg is unwound at a loss (> the $0.01 cap): halted.
+    The user lifts the halt while stopped, but today's loss is still in the journal, so
+    the next start halts again before a single order."""
+    db, locks = tmp_path / "risk.sqlite", tmp_path / "locks"
+    cfg = await lose_and_halt(venues, auth, db, locks)
     posts = kalshi_orders(venues)
     code, _, _ = await cli("state", "--db", str(db), "--resume", "try again")
     assert code == 0
@@ -179,17 +187,7 @@ async def test_yesterdays_loss_does_not_count_after_the_day_boundary(
     the halt, a restart counts nothing for today and trades. The control is the test
     above, where the same loss today halts the restart."""
     db, locks = tmp_path / "risk.sqlite", tmp_path / "locks"
-    cfg = config(max_daily_realized_loss_usd=10_000, trading_day_tz="UTC")
-    cfg = replace(cfg, execution=replace(cfg.execution, min_residual_edge_usd=1_000_000))
-    no_arb(venues)
-    async with running(monitor(venues, auth, db, locks, config=cfg)) as mon:
-        await ready(mon)
-        venues.tws.reject_next_order()
-        venues.arb_books()
-        assert mon.executor is not None
-        ex = mon.executor
-        await until(lambda: mon.kill_switch, 20, "the daily-loss halt")
-        assert ex.completed[0].realized_pnl < 0
+    cfg = await lose_and_halt(venues, auth, db, locks, trading_day_tz="UTC")
     day_ns = 86_400 * 1_000_000_000
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE arb_executions SET created_ns = created_ns - ?", (day_ns,))

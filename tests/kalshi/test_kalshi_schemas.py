@@ -9,23 +9,20 @@ import asyncio
 import copy
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import jsonschema
 import pytest
-import yaml
 from kalshi_helpers import FIXTURES, TICKERS, Venue, eventually
 from openapi_core import OpenAPI
-from openapi_core.datatypes import RequestParameters
 from websockets.asyncio.client import connect
-from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from arbkit.execution.venue import OrderRequest, TimeInForce
 from arbkit.gateways.kalshi_orders import KalshiOrderClient
 from arbkit.gateways.kalshi_rest import KalshiApiError, KalshiRestClient
 from arbkit.gateways.kalshi_websocket import KalshiWebSocket
 from arbkit.model import Outcome, Price, Qty
+from tests.openapi_check import ApiRequest, ApiResponse, load_spec
 
 SPEC_DIR = FIXTURES / "spec"
 T0, T1, T2 = TICKERS
@@ -33,40 +30,12 @@ T0, T1, T2 = TICKERS
 
 @pytest.fixture(scope="module")
 def openapi_dict() -> dict[str, Any]:
-    with open(SPEC_DIR / "openapi.yaml") as f:
-        d: dict[str, Any] = yaml.safe_load(f)
-    return d
+    return load_spec(SPEC_DIR / "openapi.yaml")
 
 
 @pytest.fixture(scope="module")
 def asyncapi() -> dict[str, Any]:
-    with open(SPEC_DIR / "asyncapi.yaml") as f:
-        d: dict[str, Any] = yaml.safe_load(f)
-    return d
-
-
-class _Req:
-    def __init__(self, r: httpx.Request) -> None:
-        self._r = r
-        u = urlsplit(str(r.url))
-        self.host_url = f"{u.scheme}://{u.netloc}"
-        self.path = u.path
-        self.method = r.method.lower()
-        self.body = r.content or None
-        self.content_type = r.headers.get("Content-Type", "application/json")
-        self.parameters = RequestParameters(
-            query=ImmutableMultiDict(list(r.url.params.multi_items())),
-            header=Headers(dict(r.headers)),
-            cookie=ImmutableMultiDict(),
-        )
-
-
-class _Resp:
-    def __init__(self, r: httpx.Response) -> None:
-        self.data = r.content
-        self.status_code = r.status_code
-        self.content_type = r.headers.get("Content-Type", "")
-        self.headers = Headers(dict(r.headers))
+    return load_spec(SPEC_DIR / "asyncapi.yaml")
 
 
 async def test_rest_requests_and_responses_match_openapi(
@@ -147,14 +116,14 @@ async def test_rest_requests_and_responses_match_openapi(
         statuses
     )
     for r in seen:
-        api.validate_request(_Req(r.request))
-        api.validate_response(_Req(r.request), _Resp(r))
+        api.validate_request(ApiRequest(r.request))
+        api.validate_response(ApiRequest(r.request), ApiResponse(r))
 
     # An auth failure (wrapped error body) also matches the declared 401 response.
     async with httpx.AsyncClient() as http:
         bad = await http.get(venue.exchange.rest_url + "/portfolio/balance")
     assert bad.status_code == 401
-    api.validate_response(_Req(bad.request), _Resp(bad))
+    api.validate_response(ApiRequest(bad.request), ApiResponse(bad))
 
 
 def _ws_validator(asyncapi: dict[str, Any], name: str) -> jsonschema.protocols.Validator:

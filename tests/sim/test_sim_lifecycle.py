@@ -29,8 +29,7 @@ from arbkit.gateways.kalshi_rest import KalshiApiError, KalshiRestClient
 from arbkit.model import MONEY_SCALE, Money, Outcome, Price, Qty, money_str, parse_money
 from arbkit.sim.kalshi_exchange import KalshiExchange
 from arbkit.sim.tws_server import TwsServer
-
-from .openapi_check import ApiRequest, ApiResponse
+from tests.openapi_check import ApiRequest, ApiResponse, load_spec
 
 SPEC_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "kalshi" / "spec"
 T0, T1, T2 = "KXFED-26DEC-T375", "KXFED-26DEC-T400", "KXCPI-26NOV-T03"
@@ -88,9 +87,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, str]]:
 
 @pytest.fixture(scope="module")
 def openapi_dict() -> dict[str, Any]:
-    with open(SPEC_DIR / "openapi.yaml") as f:
-        d: dict[str, Any] = yaml.safe_load(f)
-    return d
+    return load_spec(SPEC_DIR / "openapi.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
-import yaml
 from openapi_core import OpenAPI
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -32,8 +31,7 @@ from arbkit.gateways.kalshi_auth import KalshiAuth, generate_key_pair
 from arbkit.gateways.kalshi_rest import KalshiRestClient
 from arbkit.model import MONEY_SCALE, Money, Outcome, Price, Qty, parse_money
 from arbkit.sim.kalshi_exchange import KalshiExchange
-
-from .openapi_check import ApiRequest, ApiResponse
+from tests.openapi_check import ApiRequest, ApiResponse, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_DIR = ROOT / "fixtures" / "kalshi" / "spec"
@@ -82,16 +80,12 @@ def key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 @pytest.fixture(scope="module")
 def openapi_dict() -> dict[str, Any]:
-    with open(SPEC_DIR / "openapi.yaml") as f:
-        d: dict[str, Any] = yaml.safe_load(f)
-    return d
+    return load_spec(SPEC_DIR / "openapi.yaml")
 
 
 @pytest.fixture(scope="module")
 def asyncapi_dict() -> dict[str, Any]:
-    with open(SPEC_DIR / "asyncapi.yaml") as f:
-        d: dict[str, Any] = yaml.safe_load(f)
-    return d
+    return load_spec(SPEC_DIR / "asyncapi.yaml")
 
 
 def _validator(doc: dict[str, Any], name: str) -> jsonschema.protocols.Validator:

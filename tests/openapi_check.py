@@ -1,10 +1,14 @@
-"""openapi-core adapters for httpx requests/responses the simulator tests captured."""
+"""Kalshi spec checks shared by the client and simulator tests: the spec files, and
+openapi-core adapters for the httpx requests/responses a test captured."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import yaml
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
@@ -30,3 +34,10 @@ class ApiResponse:
         self.status_code = r.status_code
         self.content_type = r.headers.get("Content-Type", "")
         self.headers = Headers(dict(r.headers))
+
+
+def load_spec(path: Path) -> dict[str, Any]:
+    """A Kalshi OpenAPI / AsyncAPI YAML file as a dict."""
+    with open(path) as f:
+        d: dict[str, Any] = yaml.safe_load(f)
+    return d
