@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arbkit.arbitrage.fee_model import FeeModel
+from arbkit.arbitrage.fee_model import FeeModel, SeriesFee, UnknownFeeType
 from arbkit.config.execution_loader import FeeParams
+from arbkit.model import Price, Qty
 
 
 def _fm(**kw: object) -> FeeModel:
@@ -77,3 +78,18 @@ def test_full_grid_whole_contracts_cent() -> None:
             assert Decimal(got) / 1_000_000 == _decimal_fee(
                 Decimal("0.07"), price, c * 100, Decimal("0.01")
             )
+
+
+def test_an_event_override_prices_its_markets_only_and_clears_back_to_the_series() -> None:
+    """Kalshi's event fee override applies to the event's markets (by ticker); another
+    market of the same series keeps the series' fee, and clearing restores it."""
+    fm = FeeModel(FeeParams())
+    fills = [(Price(4000), Qty(1000))]  # 10 contracts at $0.40: 0.07 × 2.4 = $0.168
+    fm.set_series_fee("KXFED", SeriesFee("quadratic", Decimal(1)))
+    fm.set_market_fee("KXFED-27JUN-T4", SeriesFee("quadratic", Decimal("0.5")))
+    assert fm.kalshi_fee(fills, "KXFED", ticker="KXFED-27JUN-T4") == 90_000
+    assert fm.kalshi_fee(fills, "KXFED", ticker="KXFED-27JUL-T4") == 170_000
+    fm.set_market_fee("KXFED-27JUN-T4", None)
+    assert fm.kalshi_fee(fills, "KXFED", ticker="KXFED-27JUN-T4") == 170_000
+    with pytest.raises(UnknownFeeType, match="flat"):
+        fm.set_market_fee("KXFED-27JUN-T4", SeriesFee("flat", Decimal(1)))

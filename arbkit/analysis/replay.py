@@ -190,7 +190,7 @@ def _executor(
 ) -> Executor:
     """An executor whose two venues paper-fill from ``book`` as it stands at ``clock``."""
     fees = FeeModel(config.fees)
-    series = {n: s.kalshi_series for n, s in symbol_map.symbols.items()}
+    specs = symbol_map.symbols
 
     def view(venue: Venue) -> Callable[[str, Outcome], list[tuple[Price, Qty]]]:
         def v(symbol: str, outcome: Outcome) -> list[tuple[Price, Qty]]:
@@ -199,9 +199,11 @@ def _executor(
 
         return v
 
-    kalshi = PaperVenue(
-        Venue.KALSHI, view(Venue.KALSHI), lambda s, f: fees.kalshi_fee(f, series[s]), clock=clock
-    )
+    def kalshi_fee(symbol: str, fills: Sequence[tuple[Price, Qty]]) -> Money:
+        spec = specs[symbol]
+        return fees.kalshi_fee(fills, spec.kalshi_series, ticker=spec.kalshi_ticker)
+
+    kalshi = PaperVenue(Venue.KALSHI, view(Venue.KALSHI), kalshi_fee, clock=clock)
     ibkr = PaperVenue(
         Venue.IBKR,
         view(Venue.IBKR),

@@ -183,7 +183,9 @@ class ArbitrageDetector:
         if ttr_ns <= 0:
             return None
         params = self.params
-        sched = self.fee_model.kalshi_schedule(book.spec.kalshi_series)
+        sched = self.fee_model.kalshi_schedule(
+            book.spec.kalshi_series, ticker=book.spec.kalshi_ticker
+        )
         fx_fee = self.fee_model.forecastex_fee_per_contract
         # The slippage buffer is a cost per contract on each leg: sized and reported
         # after it (expected_profit is what is left once both buffers are paid).

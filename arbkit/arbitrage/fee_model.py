@@ -136,15 +136,28 @@ class SeriesFee:
     multiplier: Decimal
 
 
+def _check_fee(what: str, fee: SeriesFee) -> None:
+    if fee.fee_type not in KALSHI_FEE_TYPES:
+        raise UnknownFeeType(
+            f"{what} has fee_type {fee.fee_type!r}, which the fee model "
+            f"does not compute (known: {', '.join(KALSHI_FEE_TYPES)}): not traded"
+        )
+    if fee.multiplier < 0:
+        raise UnknownFeeType(f"{what}: fee_multiplier {fee.multiplier} < 0")
+
+
 class FeeModel:
     """Fees for both venues from the execution config's FeeParams, with the venue's own
     per-series fee type and multiplier taking precedence where it has said them."""
 
     def __init__(self, params: FeeParams) -> None:
         self.params = params
-        self._taker: dict[str, KalshiFeeSchedule] = {}
-        self._maker: dict[str, KalshiFeeSchedule] = {}
+        self._taker: dict[tuple[str, str], KalshiFeeSchedule] = {}  # (series, ticker)
+        self._maker: dict[tuple[str, str], KalshiFeeSchedule] = {}
         self.series_fees: dict[str, SeriesFee] = {}  # what the venue said, by series
+        # Kalshi event-level overrides (``event_fee_update``), put on each market of the
+        # event by its ticker: they beat the series' fee for those markets only.
+        self.market_fees: dict[str, SeriesFee] = {}
         self.forecastex_fee_per_contract: Money = Money(params.forecastex_fee_per_contract_usd)
         # (effective from, bps), oldest first: the coupon rate in force at a time
         self._coupon_dated = sorted(
@@ -162,24 +175,32 @@ class FeeModel:
 
     def set_series_fee(self, series: str, fee: SeriesFee) -> None:
         """The venue's fee for ``series`` (raises UnknownFeeType for a type not modelled)."""
-        if fee.fee_type not in KALSHI_FEE_TYPES:
-            raise UnknownFeeType(
-                f"Kalshi series {series} has fee_type {fee.fee_type!r}, which the fee model "
-                f"does not compute (known: {', '.join(KALSHI_FEE_TYPES)}): not traded"
-            )
-        if fee.multiplier < 0:
-            raise UnknownFeeType(f"Kalshi series {series}: fee_multiplier {fee.multiplier} < 0")
+        _check_fee(f"Kalshi series {series}", fee)
         self.series_fees[series] = fee
-        self._taker.pop(series, None)
-        self._maker.pop(series, None)
+        self._taker.clear()
+        self._maker.clear()
 
-    def kalshi_schedule(self, series: str = "", *, maker: bool = False) -> KalshiFeeSchedule:
+    def set_market_fee(self, ticker: str, fee: SeriesFee | None) -> None:
+        """An event's fee override on one of its markets (None clears it); raises
+        UnknownFeeType for a type not modelled."""
+        if fee is None:
+            self.market_fees.pop(ticker, None)
+        else:
+            _check_fee(f"Kalshi market {ticker}", fee)
+            self.market_fees[ticker] = fee
+        self._taker.clear()
+        self._maker.clear()
+
+    def kalshi_schedule(
+        self, series: str = "", *, maker: bool = False, ticker: str = ""
+    ) -> KalshiFeeSchedule:
         cache = self._maker if maker else self._taker
-        sched = cache.get(series)
+        key = (series, ticker)
+        sched = cache.get(key)
         if sched is None:
             p = self.params
             coef = p.kalshi_maker_coefficient if maker else p.kalshi_taker_coefficient
-            venue = self.series_fees.get(series)
+            venue = self.market_fees.get(ticker) or self.series_fees.get(series)
             if venue is not None:
                 mult = venue.multiplier
                 if maker and not KALSHI_FEE_TYPES[venue.fee_type]:
@@ -189,13 +210,18 @@ class FeeModel:
             sched = KalshiFeeSchedule.make(
                 coef, mult, p.kalshi_fee_rounding, p.kalshi_balance_precision_usd
             )
-            cache[series] = sched
+            cache[key] = sched
         return sched
 
     def kalshi_fee(
-        self, fills: Iterable[tuple[Price, Qty]], series: str = "", *, maker: bool = False
+        self,
+        fills: Iterable[tuple[Price, Qty]],
+        series: str = "",
+        *,
+        maker: bool = False,
+        ticker: str = "",
     ) -> Money:
-        return self.kalshi_schedule(series, maker=maker).fee(fills)
+        return self.kalshi_schedule(series, maker=maker, ticker=ticker).fee(fills)
 
     def forecastex_fee(self, qty: Qty) -> Money:
         """Per-contract fee; ForecastEx quantities are whole contracts (rounded up if not)."""

@@ -387,7 +387,9 @@ class ExecutionMachine:
         if qty <= 0:
             return 0
         if venue is Venue.KALSHI:
-            return self.fees.kalshi_fee([(Price(price), Qty(qty))], self.spec.kalshi_series)
+            return self.fees.kalshi_fee(
+                [(Price(price), Qty(qty))], self.spec.kalshi_series, ticker=self.spec.kalshi_ticker
+            )
         return self.fees.forecastex_fee(Qty(qty))
 
     def _max_price_within(self, venue: Venue, budget_per_contract: int, qty: int) -> int:
@@ -682,7 +684,9 @@ class ExecutionMachine:
             levels[-((-r.filled_cost) // r.filled_qty)] = r.filled_qty
         fills = [(Price(p), Qty(q)) for p, q in sorted(levels.items())]
         if r.venue is Venue.KALSHI:
-            r.fees_estimated = self.fees.kalshi_fee(fills, self.spec.kalshi_series)
+            r.fees_estimated = self.fees.kalshi_fee(
+                fills, self.spec.kalshi_series, ticker=self.spec.kalshi_ticker
+            )
         else:
             r.fees_estimated = self.fees.forecastex_fee(r.filled_qty)
 

@@ -783,6 +783,21 @@ class KalshiRestClient:
             for x in d.get("series_fee_change_arr") or []
         ]
 
+    async def get_event_fee_override(self, event_ticker: str) -> KalshiSeriesFee | None:
+        """The event's fee override (``GET /events/{t}``), None when it has none: it takes
+        precedence over the series' fee for the event's markets."""
+        d = await self.request("GET", f"/events/{event_ticker}")
+        ev = d.get("event") or {}
+        fee_type = ev.get("fee_type_override")
+        if not fee_type:
+            return None
+        mult = ev.get("fee_multiplier_override")
+        return KalshiSeriesFee(
+            str(ev.get("series_ticker") or ""),
+            str(fee_type),
+            _multiplier(1 if mult is None else mult, "fee_multiplier_override"),
+        )
+
     # ---------------------------------------------------------------- markets ------
 
     async def get_market(self, ticker: str) -> KalshiMarket:

@@ -249,6 +249,7 @@ class ArbitrageMonitor:
         self._settled: dict[Venue, set[str]] = {}  # symbols whose payout is recorded, per venue
         self.series_fees: dict[str, SeriesFee] = {}  # what Kalshi says each series charges
         self._fee_problems: dict[str, str] = {}  # series → why it cannot be priced
+        self.market_fees: dict[str, SeriesFee] = {}  # ticker → its event's fee override
         self._fee_changes: list[tuple[int, str, SeriesFee]] = []  # scheduled, oldest first
         self.settlements: list[SettlementRow] = []  # this run's payouts, both venues
         self.recent_opportunities: deque[OpportunityView] = deque(maxlen=200)
@@ -764,46 +765,61 @@ class ArbitrageMonitor:
                     "the venue's is used", series, got.fee_multiplier, configured,
                 )  # fmt: skip
         self._fee_changes.sort(key=lambda c: (c[0], c[1]))
+        await self._read_event_fees()
         self._apply_series_fees()
 
+    async def _read_event_fees(self) -> None:
+        """Each mapped market's event fee override in force now (``GET /events/{t}``);
+        after that, ``event_fee_update`` frames keep it current. An event whose override
+        cannot be read is not traded."""
+        rest = self.kalshi_rest
+        if rest is None:
+            return
+        events: dict[str, list[str]] = {}
+        for name, spec in self.symbol_map.symbols.items():
+            clock = self.market_clocks.get(name)
+            if clock is not None and clock.kalshi_event:
+                events.setdefault(clock.kalshi_event, []).append(spec.kalshi_ticker)
+        for event, tickers in sorted(events.items()):
+            fee: SeriesFee | None
+            try:
+                got = await rest.get_event_fee_override(event)
+                fee = None if got is None else SeriesFee(got.fee_type, got.fee_multiplier)
+            except Exception as exc:  # unknown override: not traded ("unreadable" type)
+                fee = SeriesFee("unreadable", Decimal(0))
+                log.error("Kalshi event %s fee override unreadable (%s)", event, exc)
+            for t in tickers:
+                if fee is None:
+                    self.market_fees.pop(t, None)
+                else:
+                    self.market_fees[t] = fee
+
     def _on_event_fee(self, ev: LifecycleEvent) -> None:
-        """An event-level fee override (``event_fee_update``). Fees are modelled per series:
-        the override becomes its series' fee when every mapped market of that series is in
-        the event; otherwise those markets are not traded (a per-event fee is not
-        modelled). A cleared override re-reads the series' own fee."""
+        """An event-level fee override (``event_fee_update``): it applies to the event's
+        markets only, so it goes on each mapped market of the event by ticker (other
+        markets of the series keep the series' fee). A cleared override (no fee type)
+        returns them to the series' fee; a type the model cannot compute stops them."""
         names = [n for n, c in self.market_clocks.items() if c.kalshi_event == ev.event_ticker]
         if not names:
             return
-        series = {self.symbol_map.symbols[n].kalshi_series for n in names}
-        if ev.fee_type is None:
-            log.warning("Kalshi event %s: fee override cleared; re-reading", ev.event_ticker)
-            for s in series:
-                self._fee_problems.pop(s, None)
-            if self._started:
-                self._spawn(self._read_series_fees(), "arbkit-series-fees")
-            return
-        try:
-            fee = SeriesFee(ev.fee_type, Decimal(ev.fee_multiplier or "1"))
-        except ArithmeticError:
-            fee = SeriesFee("unreadable", Decimal(0))
-        for s in series:
-            others = [
-                n
-                for n, spec in self.symbol_map.symbols.items()
-                if spec.kalshi_series == s and n not in names
-            ]
-            if others:
-                self._fee_problems[s] = (
-                    f"Kalshi event {ev.event_ticker} overrides its fee ({fee.fee_type} "
-                    f"x{fee.multiplier}) but series {s} also maps {', '.join(others)}: "
-                    "per-event fees are not modelled, not traded"
-                )
+        fee: SeriesFee | None = None
+        if ev.fee_type is not None:
+            try:
+                fee = SeriesFee(ev.fee_type, Decimal(ev.fee_multiplier or "1"))
+            except ArithmeticError:
+                fee = SeriesFee("unreadable", Decimal(0))
+        for name in names:
+            ticker = self.symbol_map.symbols[name].kalshi_ticker
+            if fee is None:
+                self.market_fees.pop(ticker, None)
             else:
-                log.warning(
-                    "Kalshi event %s: fee override %s x%s now applies to series %s",
-                    ev.event_ticker, fee.fee_type, fee.multiplier, s,
-                )  # fmt: skip
-                self.series_fees[s] = fee
+                self.market_fees[ticker] = fee
+        log.warning(
+            "Kalshi event %s: fee override %s for %s",
+            ev.event_ticker,
+            "cleared" if fee is None else f"{fee.fee_type} x{fee.multiplier}",
+            ", ".join(sorted(names)),
+        )
         self._apply_series_fees()
 
     def _apply_fee_changes(self, now_ns: int) -> None:
@@ -821,8 +837,8 @@ class ArbitrageMonitor:
         self._apply_series_fees()
 
     def _apply_series_fees(self) -> None:
-        """Put the venue's series fees into every fee model (detector and executor); mark
-        the markets of a series the model cannot price."""
+        """Put the venue's series fees and event overrides into every fee model (detector
+        and executor); mark the markets whose fee the model cannot price."""
         models = [self.pipeline.detector.fee_model]
         if self.executor is not None:
             models.append(self.executor.fees)
@@ -833,9 +849,26 @@ class ArbitrageMonitor:
                     m.set_series_fee(series, fee)
             except UnknownFeeType as exc:
                 problems[series] = str(exc)
+        market_problems: dict[str, str] = {}
+        for m in models:
+            for ticker in set(m.market_fees) - set(self.market_fees):
+                m.set_market_fee(ticker, None)
+        for ticker, fee in self.market_fees.items():
+            try:
+                for m in models:
+                    m.set_market_fee(ticker, fee)
+            except UnknownFeeType as exc:
+                market_problems[ticker] = f"event fee override: {exc}"
+                for m in models:
+                    m.set_market_fee(ticker, None)
         for name, spec in self.symbol_map.symbols.items():
             clock = self.market_clocks.setdefault(name, MarketClock())
-            was, clock.fee_problem = clock.fee_problem, problems.get(spec.kalshi_series, "")
+            # an override replaces the series' fee for its market, problem included
+            if spec.kalshi_ticker in self.market_fees:
+                problem = market_problems.get(spec.kalshi_ticker, "")
+            else:
+                problem = problems.get(spec.kalshi_series, "")
+            was, clock.fee_problem = clock.fee_problem, problem
             if clock.fee_problem and clock.fee_problem != was:
                 log.error("%s: %s", name, clock.fee_problem)
 
@@ -1085,12 +1118,14 @@ class ArbitrageMonitor:
             )
             return self.kalshi_orders, IbkrOrderClient(self.ibkr_gw)
         fees = FeeModel(self.config.fees)
-        series = {n: s.kalshi_series for n, s in self.symbol_map.symbols.items()}
+        specs = self.symbol_map.symbols
         latency = self.config.paper.latency_ms
         kalshi = PaperVenue(
             Venue.KALSHI,
             self._view(Venue.KALSHI),
-            lambda sym, fills: fees.kalshi_fee(fills, series[sym]),
+            lambda sym, fills: fees.kalshi_fee(
+                fills, specs[sym].kalshi_series, ticker=specs[sym].kalshi_ticker
+            ),
             clock=self.clock,
             latency_ms=latency,
             sleep=asyncio.sleep,

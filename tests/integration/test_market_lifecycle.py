@@ -200,3 +200,44 @@ async def test_venue_series_fees_rule_and_unknown_fee_types_are_not_traded(
     )
     # 10 contracts at $0.40: ceil(0.5 × 0.07 × 10 × 0.4 × 0.6 = $0.084) = $0.09
     assert fee == est == 90_000
+
+
+async def test_event_fee_override_applies_to_its_markets_from_start_to_clearing(
+    venues: Venues, auth: KalshiAuth, tmp_path: Path
+) -> None:
+    """An event's fee override beats its series' fee for the event's markets: read at
+    start (`GET /events/{t}`), then kept current by `event_fee_update` frames. An override
+    of a type the model cannot compute stops the market at once; a cleared override gives
+    the series' fee back. Each fee the model estimates is what the venue then charges."""
+    ex = venues.exchange
+    event = ex.engine.markets[TICKER].event_ticker
+    ex.set_event_fee_override(event, "quadratic", "0.5")
+    db = tmp_path / "ev.sqlite"
+    no_arb(venues)
+    async with running(monitor(venues, auth, db, tmp_path / "l")) as mon:
+        await ready(mon)
+        clock = mon.market_clocks[SYMBOL]
+        assert mon.market_fees[TICKER].multiplier == Decimal("0.5") and not clock.fee_problem
+        venues.arb_books()
+        assert (await one_execution(mon, 15)).state is ExecState.DONE
+        ex.set_event_fee_override(event, "flat", 1)
+        await until(lambda: "fee_type 'flat'" in clock.fee_problem, 5, "the flat override")
+        venues.arb_books()
+        await quiet(1.0)
+        assert kalshi_orders(venues) == 1  # the first execution's leg, no more
+        ex.set_event_fee_override(event, None, None)
+        await until(lambda: not clock.fee_problem, 5, "the override cleared")
+        assert TICKER not in mon.market_fees
+        venues.arb_books()
+        assert mon.executor is not None
+        done = mon.executor.completed
+        await until(lambda: len(done) == 2, 15, "a second execution")
+        assert done[1].state is ExecState.DONE
+        assert mon.counters.extra.get("fee_drift", 0) == 0
+    got = rows(
+        db,
+        "SELECT fees_e6, fees_estimated_e6 FROM executions WHERE venue='kalshi' "
+        "AND fees_e6 > 0 ORDER BY id",
+    )
+    # 10 contracts at $0.40: x0.5 → ceil($0.084) = $0.09; the series' x1 → ceil($0.168)
+    assert got == [(90_000, 90_000), (170_000, 170_000)]
