@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal, localcontext
 from fractions import Fraction
 
 from arbkit.config.execution_loader import FeeParams
@@ -172,6 +172,19 @@ class FeeModel:
                 break
             rate = bps
         return rate
+
+    def coupon_day(self, value: Money, day_start_ns: int) -> tuple[Money, int]:
+        """One day's ForecastEx coupon on ``value`` at the rate in force that day, and the
+        rate (APY, bps). The quoted rate is an APY, so the daily rate is the compounding
+        one, (1 + APY)^(1/365) − 1 (below APY/365), and the amount is rounded down:
+        accrued income is never overstated."""
+        bps = self.coupon_bps_at(day_start_ns)
+        if bps <= 0 or value <= 0:
+            return Money(0), bps
+        with localcontext() as ctx:
+            ctx.prec = 50
+            daily = (1 + Decimal(bps) / 10_000) ** (Decimal(1) / 365) - 1
+            return Money(int((value * daily).to_integral_value(ROUND_FLOOR))), bps
 
     def set_series_fee(self, series: str, fee: SeriesFee) -> None:
         """The venue's fee for ``series`` (raises UnknownFeeType for a type not modelled)."""

@@ -361,6 +361,26 @@ def mark_to_market(
     return {v: Money(m) for v, m in out.items()}
 
 
+def coupon_values(
+    state: RiskState,
+    quote: Callable[[str, Venue, Outcome], Sequence[tuple[int, int]]],
+) -> dict[PositionKey, Money]:
+    """The value each held ForecastEx position earns its coupon on. The sources differ
+    (ForecastEx Rule 612: on collateral; IBKR: on the closing market value), so each
+    position is valued at the lower of its cost basis and its mark ($1 − the opposite
+    best ask; 0 with no ask): the coupon counted is never more than either reading."""
+    out: dict[PositionKey, Money] = {}
+    for key, qty in state.positions.items():
+        symbol, venue, outcome = key
+        if venue is not Venue.IBKR or qty <= 0:
+            continue
+        asks = quote(symbol, venue, outcome.opposite)
+        mark = qty * (PRICE_SCALE - asks[0][0]) if asks else 0
+        cost = state.cost_basis.get(key)
+        out[key] = Money(min(mark, cost) if cost is not None else mark)
+    return out
+
+
 def residual_exposure(spec: SymbolSpec, positions: dict[tuple[str, Venue, Outcome], Qty]) -> int:
     """Contracts whose payout depends on the outcome (0 = fully hedged).
 

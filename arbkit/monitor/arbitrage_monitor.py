@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import functools
 import hashlib
 import logging
@@ -39,7 +40,13 @@ from arbkit.execution.journal import AuditRecord, ExecutionRecord, Journal, Memo
 from arbkit.execution.machine import execution_bound_ms
 from arbkit.execution.paper import PaperVenue
 from arbkit.execution.reconcile import ReconcileConfig, Reconciler, ReconcileReport
-from arbkit.execution.risk import BREACHES, TradingState, mark_to_market, trading_day_start_ns
+from arbkit.execution.risk import (
+    BREACHES,
+    TradingState,
+    coupon_values,
+    mark_to_market,
+    trading_day_start_ns,
+)
 from arbkit.execution.venue import VenueOrderClient
 from arbkit.gateways.ibkr_client import IbkrGateway
 from arbkit.gateways.ibkr_orders import IbkrOrderClient
@@ -71,7 +78,12 @@ from arbkit.normalizers.market_status import (
 )
 from arbkit.storage.capture import CaptureWriter
 from arbkit.storage.database import Database, DatabaseWriter, config_digest
-from arbkit.storage.records import SettlementRow, TradingStateRow, paper_settlement
+from arbkit.storage.records import (
+    CouponAccrual,
+    SettlementRow,
+    TradingStateRow,
+    paper_settlement,
+)
 
 log = logging.getLogger(__name__)
 
@@ -184,9 +196,20 @@ class MonitorSnapshot:
     # What those positions would fetch now ($1 − the opposite outcome's best ask)
     mark_to_market: dict[str, Money] = field(default_factory=dict)
     kalshi_balance_breakdown: dict[int, Money] = field(default_factory=dict)  # per shard
+    # ForecastEx coupon accrued on the positions (this mode, every run), and the rate now
+    coupon_accrued: Money = Money(0)
+    coupon_bps: int = 0
 
 
 _OUTCOME_OF = {"yes": Outcome.YES, "no": Outcome.NO}  # Kalshi result → outcome
+
+
+DAY_NS = 86_400 * 1_000_000_000
+_EPOCH_DATE = dt.date(1970, 1, 1)
+
+
+def _day_index(d: dt.date) -> int:
+    return (d - _EPOCH_DATE).days
 
 
 def _ns(t: datetime | None) -> int:
@@ -250,6 +273,9 @@ class ArbitrageMonitor:
         self.series_fees: dict[str, SeriesFee] = {}  # what Kalshi says each series charges
         self._fee_problems: dict[str, str] = {}  # series → why it cannot be priced
         self.market_fees: dict[str, SeriesFee] = {}  # ticker → its event's fee override
+        self.coupon_accruals: list[CouponAccrual] = []  # this run's
+        self.coupon_accrued: Money = Money(0)  # this mode, every run (from the journal)
+        self._coupon_day: int | None = None  # the last UTC day (days since epoch) accrued
         self._fee_changes: list[tuple[int, str, SeriesFee]] = []  # scheduled, oldest first
         self.settlements: list[SettlementRow] = []  # this run's payouts, both venues
         self.recent_opportunities: deque[OpportunityView] = deque(maxlen=200)
@@ -502,10 +528,22 @@ class ArbitrageMonitor:
         hist = await self.db.risk_history(self.mode, st.trading_day_start_ns)
         st.realized_pnl_today = Money(-hist.loss_today)
         st.consecutive_failures = hist.consecutive_failures
+        held_since: list[int] = []
         for p in await self.db.positions():
             if p.qty:
                 st.positions[(p.symbol, p.venue, p.outcome)] = p.qty
                 st.cost_basis[(p.symbol, p.venue, p.outcome)] = p.cost
+                if p.venue is Venue.IBKR:
+                    held_since.append(p.updated_ns)
+        # The coupon resumes after the last day accrued; a first run accrues from the day
+        # the oldest held ForecastEx position was last changed (nothing trades while down).
+        accrued = await self.db.coupon_accruals(self.mode)
+        self.coupon_accrued = Money(sum(a.accrued for a in accrued))
+        last = await self.db.last_coupon_day(self.mode)
+        if last is not None:
+            self._coupon_day = _day_index(dt.date.fromisoformat(last))
+        elif held_since:
+            self._coupon_day = min(held_since) // DAY_NS - 1
         for check in BREACHES:
             ok, reason = check(st, self.config.risk)
             if not ok:
@@ -1397,6 +1435,7 @@ class ArbitrageMonitor:
             await asyncio.sleep(0.25)
             now = self.clock()
             self._apply_fee_changes(now)
+            self._accrue_coupons(now)
             # Only Kalshi's in-sequence, in-time stream vouches for quiet books; a
             # ForecastEx quote vouches for itself (book/freshness.py).
             if self._kalshi_alive() and self._kalshi_in_time:
@@ -1407,6 +1446,43 @@ class ArbitrageMonitor:
                 self._decide(opp)
             for end in res.ended:
                 self._episode_end(end)
+
+    def _accrue_coupons(self, now_ns: int) -> None:
+        """At each UTC day's end, the ForecastEx coupon of that day on every ForecastEx
+        position held (valued by ``coupon_values``): journaled, one row per position and
+        day. Days missed while arbkit was down are accrued on the positions held now."""
+        ex = self.executor
+        if ex is None:
+            return
+        today = now_ns // DAY_NS
+        if self._coupon_day is None:
+            self._coupon_day = today - 1  # a new book accrues from today on
+        if self._coupon_day >= today - 1:
+            return
+        values = coupon_values(ex.state, ex.quote)
+        rows: list[CouponAccrual] = []
+        for day in range(self._coupon_day + 1, today):
+            date = (_EPOCH_DATE + dt.timedelta(days=day)).isoformat()
+            for (symbol, _, outcome), value in sorted(values.items()):
+                accrued, bps = ex.fees.coupon_day(value, day * DAY_NS)
+                qty = ex.state.positions[(symbol, Venue.IBKR, outcome)]
+                rows.append(
+                    CouponAccrual(
+                        date, self.mode.value, symbol, outcome, qty, value, bps, accrued, now_ns
+                    )
+                )
+        self._coupon_day = today - 1
+        if not rows:
+            return
+        self.coupon_accruals += rows
+        self.coupon_accrued = Money(self.coupon_accrued + sum(r.accrued for r in rows))
+        log.info(
+            "ForecastEx coupon: %s accrued on %d positions through %s",
+            sum(r.accrued for r in rows), len(values), rows[-1].day,
+        )  # fmt: skip
+        if self.db is not None:
+            db = self.db
+            self._spawn(db.record_coupon_accruals(rows), "arbkit-coupon")
 
     def _lag_ok(self, ticks: list[NormalizedTick]) -> bool:
         """Kalshi stamped these within ``max_venue_lag_ms`` of their arrival (freshness.py)."""
@@ -1580,6 +1656,8 @@ class ArbitrageMonitor:
             kalshi_balance_breakdown=(
                 dict(self.kalshi_orders.balance_breakdown) if self.kalshi_orders else {}
             ),
+            coupon_accrued=self.coupon_accrued,
+            coupon_bps=ex.fees.coupon_bps_at(now) if ex is not None else 0,
         )
 
     def _venue_health(self) -> list[tuple[Venue, Any, int, int, bool]]:

@@ -51,6 +51,7 @@ from arbkit.execution.venue import OrderState
 from arbkit.model import Mode, Money, Opportunity, Outcome, Price, Qty, Venue
 from arbkit.storage.records import (
     DECISIONS,
+    CouponAccrual,
     DbSummary,
     PositionRow,
     RiskHistory,
@@ -790,6 +791,48 @@ class Database:
             )
             for r in rows
         ]
+
+    # -- ForecastEx coupon (one row per mode, day, position)
+
+    async def record_coupon_accruals(self, rows: Sequence[CouponAccrual]) -> None:
+        """Store one day's accruals (a day already accrued is not counted twice)."""
+        values = [
+            (r.day, r.mode, r.symbol, r.outcome.value, r.qty, r.value, r.rate_bps, r.accrued,
+             r.ts_ns, self.run_id)
+            for r in rows
+        ]  # fmt: skip
+        if values:
+            await self._write(
+                lambda conn: conn.executemany(
+                    "INSERT OR IGNORE INTO coupon_accruals (day, mode, symbol, outcome, qty_e2, "
+                    "value_e6, rate_bps, accrued_e6, ts_ns, run_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    values,
+                )
+            )
+
+    async def coupon_accruals(self, mode: Mode | None = None) -> list[CouponAccrual]:
+        where, params = ("WHERE mode = ?", (mode.value,)) if mode else ("", ())
+        async with self._lock:
+            rows = await self._conn().execute_fetchall(
+                "SELECT day, mode, symbol, outcome, qty_e2, value_e6, rate_bps, accrued_e6, "
+                f"ts_ns FROM coupon_accruals {where} ORDER BY day, symbol, outcome",
+                params,
+            )
+        return [
+            CouponAccrual(
+                r[0], r[1], r[2], _OUTCOMES[r[3]], Qty(r[4]), Money(r[5]), r[6], Money(r[7]), r[8]
+            )
+            for r in rows
+        ]
+
+    async def last_coupon_day(self, mode: Mode) -> str | None:
+        """The last UTC day accrued in this mode (None: never)."""
+        async with self._lock:
+            (day,) = await _fetchone(
+                self._conn(), "SELECT MAX(day) FROM coupon_accruals WHERE mode = ?", (mode.value,)
+            )
+        return str(day) if day is not None else None
 
     async def settled_executions(self, mode: Mode | None = None) -> list[SettledExecution]:
         """Executions whose every filled leg has settled: settled PnL beside the expected."""

@@ -105,6 +105,21 @@ class SettlementRow:
 
 
 @dataclass(frozen=True, slots=True)
+class CouponAccrual:
+    """One UTC day's ForecastEx coupon on one position (``coupon_accruals``)."""
+
+    day: str  # YYYY-MM-DD
+    mode: str
+    symbol: str
+    outcome: Outcome
+    qty: Qty
+    value: Money  # what it accrued on: the lower of cost basis and mark
+    rate_bps: int  # the dated APY used
+    accrued: Money
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
 class SettledExecution:
     """An execution whose every filled leg's market has settled."""
 

@@ -413,6 +413,36 @@ _RUNS_V6 = (
     """,
 )
 
+# v7: the ForecastEx incentive coupon, accrued once per UTC day (at its end) on every
+# ForecastEx position held then; ``value_e6`` is what it accrued on (the lower of cost
+# basis and mark), ``rate_bps`` the dated APY used. The venue pays it monthly into cash.
+_COUPON_V7 = (
+    f"""
+    CREATE TABLE coupon_accruals (
+        id          INTEGER PRIMARY KEY,
+        day         TEXT    NOT NULL,  -- the UTC date accrued (YYYY-MM-DD)
+        mode        TEXT    NOT NULL CHECK (mode IN {_MODES}),
+        symbol      TEXT    NOT NULL,
+        outcome     TEXT    NOT NULL CHECK (outcome IN {_OUTCOMES}),
+        qty_e2      INTEGER NOT NULL,
+        value_e6    INTEGER NOT NULL,
+        rate_bps    INTEGER NOT NULL,
+        accrued_e6  INTEGER NOT NULL,
+        ts_ns       INTEGER NOT NULL,
+        run_id      TEXT    NOT NULL DEFAULT '',
+        UNIQUE (mode, day, symbol, outcome)
+    ) STRICT
+    """,
+    _view("coupon_accruals", ["qty_e2", "value_e6", "accrued_e6", "ts_ns"]),
+    """
+    CREATE VIEW v_coupon_symbols AS
+    SELECT mode, symbol, COUNT(DISTINCT day) AS days, MIN(day) AS first_day,
+           MAX(day) AS last_day, SUM(accrued_e6) AS accrued_e6,
+           SUM(accrued_e6) / 1e6 AS accrued_usd
+    FROM coupon_accruals GROUP BY mode, symbol
+    """,
+)
+
 # MIGRATIONS[i]: statements that take user_version i to i + 1.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _TABLES_V1 + _VIEWS_V1,
@@ -421,6 +451,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _SETTLEMENTS_V4,
     _FEE_ESTIMATE_V5,
     _RUNS_V6,
+    _COUPON_V7,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # The analysis tables (exported, summarised, mirrored as DuckDB views). The audit trail is

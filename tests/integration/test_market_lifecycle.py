@@ -241,3 +241,63 @@ async def test_event_fee_override_applies_to_its_markets_from_start_to_clearing(
     )
     # 10 contracts at $0.40: x0.5 → ceil($0.084) = $0.09; the series' x1 → ceil($0.168)
     assert got == [(90_000, 90_000), (170_000, 170_000)]
+
+
+async def test_forecastex_coupon_accrues_daily_per_position_and_across_a_restart(
+    venues: Venues, auth: KalshiAuth, tmp_path: Path
+) -> None:
+    """The ForecastEx coupon accrues once per UTC day on each ForecastEx position held at
+    the day's end, at the dated rate of that day, on the lower of cost basis and mark,
+    rounded down; a restart accrues the days it missed and never a day twice."""
+    from arbkit.storage.records import CouponAccrual
+
+    day_ns = 86_400 * 1_000_000_000
+    shift = [0]
+
+    def clock() -> int:
+        return time.time_ns() + shift[0]
+
+    today = time.time_ns() // day_ns
+    first = (dt.date(1970, 1, 1) + dt.timedelta(days=today)).isoformat()
+    cfg = default_config()
+    # 3.83% APY until tomorrow, then 4.00% (the coupon follows the Fed funds rate)
+    tomorrow = (dt.date(1970, 1, 1) + dt.timedelta(days=today + 1)).isoformat()
+    cfg = replace(
+        cfg,
+        fees=replace(
+            cfg.fees, forecastex_coupon_apy_bps=383, forecastex_coupon_rates_bps={tomorrow: 400}
+        ),
+    )
+    db = tmp_path / "c.sqlite"
+    no_arb(venues)
+    async with running(monitor(venues, auth, db, tmp_path / "l", config=cfg, clock=clock)) as mon:
+        await ready(mon)
+        venues.arb_books()
+        assert (await one_execution(mon, 15)).state is ExecState.DONE
+        await quiet(0.5)
+        assert mon.coupon_accruals == []  # the day has not ended
+        shift[0] = day_ns  # the UTC day ends
+        await until(lambda: bool(mon.coupon_accruals), 5, "the day's accrual")
+        [acc] = mon.coupon_accruals
+        assert mon.snapshot().coupon_accrued == acc.accrued
+        assert mon.snapshot().coupon_bps == 400
+    # ForecastEx NO × 10 bought at $0.51 (cost $5.10); its mark: $1 − the YES ask $0.56
+    value = 10 * (1_000_000 - 560_000)
+    daily = (Decimal("1.0383") ** (Decimal(1) / 365) - 1) * value
+    assert acc == CouponAccrual(
+        first, "live", SYMBOL, Outcome.NO, 1_000, Money(value), 383, Money(int(daily)), acc.ts_ns
+    )
+    assert 0 < acc.accrued < value * 383 // (10_000 * 365)  # below the simple APY/365
+
+    shift[0] = 3 * day_ns  # down for two more day ends
+    async with running(monitor(venues, auth, db, tmp_path / "l", config=cfg, clock=clock)) as mon:
+        await ready(mon)
+        await until(lambda: len(mon.coupon_accruals) == 2, 5, "the missed days")
+        assert [a.rate_bps for a in mon.coupon_accruals] == [400, 400]
+        total = mon.snapshot().coupon_accrued
+    got = rows(db, "SELECT day, rate_bps, accrued_e6 FROM coupon_accruals ORDER BY day")
+    assert [d for d, _, _ in got] == [
+        (dt.date(1970, 1, 1) + dt.timedelta(days=today + k)).isoformat() for k in range(3)
+    ]
+    assert total == sum(a for _, _, a in got)
+    assert rows(db, "SELECT days, accrued_e6 FROM v_coupon_symbols") == [(3, total)]

@@ -440,5 +440,5 @@ async def test_a_version_3_file_migrates_keeping_its_rows(tmp_path: Path) -> Non
         )
     con.close()
     async with Database(path) as db:
-        assert db.user_version == SCHEMA_VERSION == 6
+        assert db.user_version == SCHEMA_VERSION == 7
         assert await db.execution("old") is not None and await db.settlements() == []
