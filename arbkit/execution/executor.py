@@ -132,7 +132,6 @@ class Executor:
         clock: Callable[[], int],
         mode: Mode | None = None,
         id_prefix: str = "ak",
-        close_ts_ns: Mapping[str, int] | None = None,
         on_update: Callable[[ExecutionRecord], None] | None = None,
         on_state_change: StateChangeFn | None = None,
         on_alert: Callable[[str, str], None] | None = None,
@@ -152,7 +151,6 @@ class Executor:
         self.quote = quote
         self.clock = clock
         self.id_prefix = id_prefix
-        self.close_ts_ns = dict(close_ts_ns or {})
         # What the venues say about each market (state, real close times); the monitor
         # keeps them current from REST, the lifecycle channel and contract details.
         self.market_clocks: dict[str, MarketClock] = {}
@@ -269,7 +267,6 @@ class Executor:
             self.config.detector,
             self.config.risk,
             now,
-            self.close_ts_ns.get(opp.symbol),
             self.market_clocks.get(opp.symbol),
         )
         if not ok:

@@ -309,13 +309,12 @@ def pre_trade(
     detector: DetectorParams,
     limits: RiskLimits,
     now_ns: int,
-    close_ts_ns: int | None = None,
     market: MarketClock | None = None,
 ) -> tuple[bool, str, bool]:
     """All checks in order; (ok, reason, is_breach). ``min_time_to_close_s`` is measured
-    to the earlier of the venues' real closes when they are known (``market``)."""
-    if market is not None and market.close_ns():
-        close_ts_ns = market.close_ns()
+    to the earlier of the venues' real closes when they are known (``market``), else to
+    the symbol map's resolution time."""
+    close_ts_ns = (market.close_ns() if market is not None else 0) or spec.resolution_ts_ns
     checks: Iterable[tuple[Callable[[], Check], bool]] = (
         (lambda: check_kill_switch(state), False),
         (lambda: check_symbol_blocked(opp.symbol, state), False),
@@ -325,9 +324,7 @@ def pre_trade(
         (lambda: check_min_edge(opp, detector), False),
         (lambda: check_quote_age(opp, detector, now_ns), False),
         (
-            lambda: check_time_to_close(
-                close_ts_ns if close_ts_ns is not None else spec.resolution_ts_ns, limits, now_ns
-            ),
+            lambda: check_time_to_close(close_ts_ns, limits, now_ns),
             False,
         ),
         (lambda: check_market_open(market, now_ns), False),
