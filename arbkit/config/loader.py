@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -272,6 +273,64 @@ def parse_symbol_map(data: dict[str, Any], file: str | Path = "<symbols>") -> Sy
             kalshi_price_level_structure=str(structure),
         )
     return SymbolMap(out, str(f))
+
+
+def _toml_str(s: str) -> str:
+    import json
+
+    return json.dumps(s, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+
+
+def _iso_ns(ts_ns: int) -> str:
+    return dt.datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=dt.UTC).isoformat()
+
+
+def symbol_map_toml(symbol_map: SymbolMap, header: Sequence[str] = ()) -> str:
+    """The symbol map as TOML that ``load_symbol_map`` reads back identically."""
+    out = [f"# {line}" for line in header]
+    out.append("# kalshi_yes_is: the ForecastEx outcome that pays when Kalshi YES pays.")
+    for name, spec in symbol_map.symbols.items():
+        key = f"symbols.{_toml_str(name)}"
+        fx = spec.forecastex
+        out += [
+            "",
+            f"[{key}]",
+            f"kalshi_ticker = {_toml_str(spec.kalshi_ticker)}",
+            f"kalshi_series = {_toml_str(spec.kalshi_series)}",
+            f"kalshi_yes_is = {_toml_str(spec.kalshi_yes_is.value)}",
+            f"resolution = {_toml_str(_iso_ns(spec.resolution_ts_ns))}",
+        ]
+        if spec.leg_order is not LegOrder.KALSHI_FIRST:
+            out.append(f"leg_order = {_toml_str(spec.leg_order.value)}")
+        if spec.kalshi_price_level_structure != "linear_cent":
+            out.append(
+                f"kalshi_price_level_structure = {_toml_str(spec.kalshi_price_level_structure)}"
+            )
+        out += ["", f"[{key}.forecastex]"]
+        if fx.by_con_id:
+            out += [f"yes_con_id = {fx.yes_con_id}", f"no_con_id = {fx.no_con_id}"]
+        else:
+            out += [
+                f"symbol = {_toml_str(fx.symbol or '')}",
+                f"last_trade_date = {_toml_str(fx.last_trade_date or '')}",
+                f"strike = {_toml_str(str(fx.strike))}",
+            ]
+        eq = spec.equivalence
+        fields = [
+            (k, getattr(eq, k))
+            for k in (
+                "relation",
+                "resolution_source",
+                "cutoff_time",
+                "verified_by",
+                "verified_on",
+                "notes",
+            )
+        ]
+        if any(v for _, v in fields):
+            out += ["", f"[{key}.equivalence]"]
+            out += [f"{k} = {_toml_str(v)}" for k, v in fields if v]
+    return "\n".join(out) + "\n"
 
 
 def load_symbol_map(path: str | Path) -> SymbolMap:

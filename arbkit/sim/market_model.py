@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import math
 import random
@@ -33,7 +32,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import cast
 
-from arbkit.config.loader import Equivalence, ForecastExSpec, SymbolMap, SymbolSpec
+from arbkit.config.loader import (
+    Equivalence,
+    ForecastExSpec,
+    SymbolMap,
+    SymbolSpec,
+    symbol_map_toml,
+)
 from arbkit.model import QTY_SCALE, Outcome, Price, Qty, Venue
 from arbkit.sim.driver import BookSink
 
@@ -108,10 +113,6 @@ class SimMarket:
         return self.kalshi_yes_is if kalshi_outcome is Outcome.YES else self.kalshi_yes_is.opposite
 
 
-def _toml_str(s: str) -> str:
-    return json.dumps(s, ensure_ascii=False)  # a JSON string is a valid TOML basic string
-
-
 def _iso(ts_ns: int) -> str:
     return dt.datetime.fromtimestamp(ts_ns // NS_PER_S, tz=dt.UTC).isoformat()
 
@@ -143,46 +144,13 @@ class SimUniverse:
 
     def symbol_map_toml(self) -> str:
         """The symbol map as TOML that ``load_symbol_map`` reads back identically."""
-        out = [
-            "# Simulated universe (arbkit.sim.market_model.generate_universe, "
-            f"seed={self.seed}, {len(self.markets)} symbols).",
-            "# kalshi_yes_is: the ForecastEx outcome that pays when Kalshi YES pays.",
-        ]
-        for name, spec in self.symbol_map.symbols.items():
-            key = f"symbols.{_toml_str(name)}"
-            fx = spec.forecastex
-            out += [
-                "",
-                f"[{key}]",
-                f"kalshi_ticker = {_toml_str(spec.kalshi_ticker)}",
-                f"kalshi_series = {_toml_str(spec.kalshi_series)}",
-                f"kalshi_yes_is = {_toml_str(spec.kalshi_yes_is.value)}",
-                f"resolution = {_toml_str(_iso(spec.resolution_ts_ns))}",
-                "",
-                f"[{key}.forecastex]",
-            ]
-            if fx.by_con_id:
-                out += [f"yes_con_id = {fx.yes_con_id}", f"no_con_id = {fx.no_con_id}"]
-            else:
-                out += [
-                    f"symbol = {_toml_str(fx.symbol or '')}",
-                    f"last_trade_date = {_toml_str(fx.last_trade_date or '')}",
-                    f"strike = {_toml_str(str(fx.strike))}",
-                ]
-            eq = spec.equivalence
-            out += ["", f"[{key}.equivalence]"]
-            for k in (
-                "relation",
-                "resolution_source",
-                "cutoff_time",
-                "verified_by",
-                "verified_on",
-                "notes",
-            ):
-                v = getattr(eq, k)
-                if v:
-                    out.append(f"{k} = {_toml_str(v)}")
-        return "\n".join(out) + "\n"
+        return symbol_map_toml(
+            self.symbol_map,
+            (
+                "Simulated universe (arbkit.sim.market_model.generate_universe, "
+                f"seed={self.seed}, {len(self.markets)} symbols).",
+            ),
+        )
 
     def write_symbol_map(self, path: str | Path) -> Path:
         p = Path(path)
