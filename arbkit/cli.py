@@ -1,4 +1,4 @@
-"""The ``arbkit`` command line: demo, sim, monitor, replay, sweep, analyze, export."""
+"""The ``arbkit`` command line: demo, sim, monitor, match, replay, sweep, analyze, export."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from arbkit.config.loader import load_symbol_map
 from arbkit.model import ConversionError, Mode, Money
 
 if TYPE_CHECKING:
+    from arbkit.gateways.kalshi_auth import KalshiAuth
     from arbkit.monitor.arbitrage_monitor import ArbitrageMonitor
 
 DEFAULT_DB = Path("data/arbkit.sqlite")
@@ -237,8 +238,44 @@ async def _sim(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------- monitor ---
-async def _monitor(args: argparse.Namespace) -> int:
+def _kalshi_urls(args: argparse.Namespace, *, need_ws: bool) -> tuple[str, str]:
+    if args.kalshi_env in KALSHI_ENVIRONMENTS:
+        return KALSHI_ENVIRONMENTS[args.kalshi_env]
+    rest, ws = args.kalshi_rest, getattr(args, "kalshi_ws", None) or ""
+    if not rest or (need_ws and not ws):
+        raise CliError(
+            "--kalshi-env custom needs --kalshi-rest" + (" and --kalshi-ws" if need_ws else "")
+        )
+    return rest, ws
+
+
+def _kalshi_auth() -> KalshiAuth:
     from arbkit.gateways.kalshi_auth import KalshiAuth
+
+    try:
+        return KalshiAuth.from_env()
+    except Exception as exc:
+        raise CliError(
+            f"Kalshi credentials: {exc}. Set KALSHI_API_KEY_ID and KALSHI_PRIVATE_KEY_PATH "
+            "(or KALSHI_PRIVATE_KEY with the PEM text)."
+        ) from None
+
+
+def _match(args: argparse.Namespace) -> int:
+    from arbkit.matching_cli import MatchError, run
+
+    def target() -> tuple[str, object]:
+        return _kalshi_urls(args, need_ws=False)[0], _kalshi_auth()
+
+    try:
+        return run(args, kalshi_target=target)
+    except MatchError as exc:
+        raise CliError(str(exc)) from None
+    except (OSError, TimeoutError) as exc:
+        raise CliError(f"a venue is unreachable ({exc}); check the URLs and ports") from None
+
+
+async def _monitor(args: argparse.Namespace) -> int:
     from arbkit.monitor.arbitrage_monitor import (
         ArbitrageMonitor,
         IbkrEndpoint,
@@ -250,19 +287,8 @@ async def _monitor(args: argparse.Namespace) -> int:
 
     symbols = load_symbol_map(args.symbols)
     cfg = _execution_config(args.execution, None, args.set)
-    if args.kalshi_env in KALSHI_ENVIRONMENTS:
-        rest, ws = KALSHI_ENVIRONMENTS[args.kalshi_env]
-    else:
-        rest, ws = args.kalshi_rest, args.kalshi_ws
-        if not rest or not ws:
-            raise CliError("--kalshi-env custom needs --kalshi-rest and --kalshi-ws")
-    try:
-        auth = KalshiAuth.from_env()
-    except Exception as exc:
-        raise CliError(
-            f"Kalshi credentials: {exc}. Set KALSHI_API_KEY_ID and KALSHI_PRIVATE_KEY_PATH "
-            "(or KALSHI_PRIVATE_KEY with the PEM text)."
-        ) from None
+    rest, ws = _kalshi_urls(args, need_ws=True)
+    auth = _kalshi_auth()
     monitor = ArbitrageMonitor(
         symbols,
         cfg,
@@ -600,6 +626,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--seconds", type=float, default=0, help="stop after this long (default: until Ctrl-C)"
     )
 
+    mt = sub.add_parser(
+        "match",
+        help="propose Kalshi ↔ ForecastEx pairs and write a verified symbol map",
+        description="Pull both venues' listings into a catalogue, propose pairs (relation, "
+        "orientation, strikes, cutoffs, sources), and write the pairs you confirm as a "
+        "symbol map. Kalshi credentials as for monitor.",
+    )
+    from arbkit.matching_cli import add_arguments
+
+    add_arguments(mt)
+
     r = sub.add_parser("replay", help="feed a capture through the detector and paper executor")
     r.add_argument("capture", help="capture file (.jsonl or .jsonl.gz)")
     r.add_argument("--symbols", required=True, help="symbol map TOML used when recording")
@@ -673,6 +710,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_sim(args))
         if args.command == "monitor":
             return asyncio.run(_monitor(args))
+        if args.command == "match":
+            return _match(args)
         if args.command == "replay":
             return _replay(args)
         if args.command == "sweep":
