@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import string
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -91,35 +90,22 @@ def _write_map(decisions: Sequence[Decision], out: str | None, verified_by: str)
 
 
 async def _pull(args: argparse.Namespace, rest_url: str, auth: object) -> str:
-    from ib_async import IB
-
-    from arbkit.gateways.discovery import Catalogue, ibkr_listings, kalshi_listings
+    from arbkit.gateways.discovery import pull
     from arbkit.gateways.kalshi_auth import KalshiAuth
-    from arbkit.gateways.kalshi_rest import KalshiRestClient
 
     assert isinstance(auth, KalshiAuth)
-    cat = Catalogue.load(args.catalogue)
-    async with KalshiRestClient(rest_url, auth) as rest:
-        listings = await kalshi_listings(rest, args.series)
-    cat.kalshi = {x.ticker: x for x in listings}
-    ib = IB()
-    await ib.connectAsync(args.ibkr_host, args.ibkr_port, clientId=args.ibkr_client_id, timeout=10)
-    try:
-        stats = await ibkr_listings(
-            ib,
-            cat,
-            args.search or list(string.ascii_uppercase),
-            max_age_s=args.max_age_s,
-        )
-    finally:
-        ib.disconnect()
-    cat.save()
-    return (
-        f"catalogue {args.catalogue}: {len(cat.kalshi)} Kalshi markets, "
-        f"{len(cat.forecastex)} ForecastEx pairs ({stats.searches} searches, "
-        f"{stats.detail_requests} contract-detail requests, {stats.underliers_cached} "
-        "underliers from cache)"
+    _, summary = await pull(
+        args.catalogue,
+        rest_url,
+        auth,
+        ibkr_host=args.ibkr_host,
+        ibkr_port=args.ibkr_port,
+        client_id=args.ibkr_client_id,
+        series=args.series,
+        patterns=args.search,
+        max_age_s=args.max_age_s,
     )
+    return summary
 
 
 def run(

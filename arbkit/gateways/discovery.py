@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import logging
 import os
+import string
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any
 
 from ib_async import IB, Contract, ContractDetails
 
+from arbkit.gateways.kalshi_auth import KalshiAuth
 from arbkit.gateways.kalshi_rest import KalshiRestClient
 from arbkit.matching.listings import (
     ForecastExListing,
@@ -296,3 +298,38 @@ async def ibkr_listings(
         }
     catalogue.updated_ns = now
     return stats
+
+
+async def pull(
+    catalogue_path: str | Path,
+    rest_url: str,
+    auth: KalshiAuth,
+    *,
+    ibkr_host: str = "127.0.0.1",
+    ibkr_port: int = 7497,
+    client_id: int = 7,
+    series: Sequence[str] = (),
+    patterns: Sequence[str] = (),
+    max_age_s: int = 86_400,
+) -> tuple[Catalogue, str]:
+    """Both venues into the catalogue at ``catalogue_path`` (saved); with a one-line
+    summary of what was read. Patterns default to A..Z (TWS needs one per search)."""
+    cat = Catalogue.load(catalogue_path)
+    async with KalshiRestClient(rest_url, auth) as rest:
+        listings = await kalshi_listings(rest, series)
+    cat.kalshi = {x.ticker: x for x in listings}
+    ib = IB()
+    await ib.connectAsync(ibkr_host, ibkr_port, clientId=client_id, timeout=10)
+    try:
+        stats = await ibkr_listings(
+            ib, cat, list(patterns) or list(string.ascii_uppercase), max_age_s=max_age_s
+        )
+    finally:
+        ib.disconnect()
+    cat.save()
+    return cat, (
+        f"catalogue {catalogue_path}: {len(cat.kalshi)} Kalshi markets, "
+        f"{len(cat.forecastex)} ForecastEx pairs ({stats.searches} searches, "
+        f"{stats.detail_requests} contract-detail requests, {stats.underliers_cached} "
+        "underliers from cache)"
+    )

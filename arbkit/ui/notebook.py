@@ -186,3 +186,25 @@ def symbols_path_for(capture_path: str | Path) -> Path:
     """Where ``record_demo_capture`` puts the symbol map for a capture."""
     capture = Path(capture_path)
     return capture.with_name(capture.name.split(".")[0] + ".symbols.toml")
+
+
+async def load_catalogue(source: str, path: str | Path, *, n_symbols: int = 6) -> tuple[Any, str]:
+    """The listings notebook 04 matches: ``"local"`` starts the local venues (their
+    universe plus the decoy listings), pulls both into the catalogue at ``path`` and stops
+    them; ``"catalogue"`` reads what ``arbkit match`` wrote there."""
+    from arbkit.gateways.discovery import Catalogue, pull
+
+    if source == "catalogue":
+        cat = Catalogue.load(path)
+        return cat, f"{path}: {len(cat.kalshi)} Kalshi markets, {len(cat.forecastex)} pairs"
+    if source != "local":
+        raise ValueError(f"SOURCE = {source!r}: use 'local' or 'catalogue'")
+    venues = LocalVenues(n_symbols, seed=7, updates_per_s=20.0)
+    info = await venues.start()
+    try:
+        assert venues.auth is not None
+        return await pull(
+            path, info.kalshi_rest_url, venues.auth, ibkr_port=info.tws_port, max_age_s=0
+        )
+    finally:
+        await venues.stop()
