@@ -21,10 +21,15 @@ resolution source in the description. For every product and date:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from arbkit.matching.listings import ForecastExListing, KalshiListing
+
+if TYPE_CHECKING:
+    from arbkit.sim.market_model import SimMarket
 
 NS = 1_000_000_000
 
@@ -274,3 +279,54 @@ def venue_listings(
         ks.setdefault(lp.kalshi.ticker, lp.kalshi)
         fs.setdefault(lp.forecastex.yes_con_id, lp.forecastex)
     return list(ks.values()), list(fs.values())
+
+
+SIM_SOURCE = "arbkit simulated data service"
+
+
+def universe_listings(
+    markets: Sequence[SimMarket],
+) -> list[tuple[KalshiListing, ForecastExListing]]:
+    """How the local venues list the simulated universe's own markets (the pairs the
+    demo trades): Kalshi asks "above" (``greater``) or, for an inverted symbol, "at or
+    below" (``less_or_equal``); ForecastEx always asks "above". The value is observed at
+    the Kalshi close, which is also the ForecastEx last trade time."""
+    out = []
+    for m in markets:
+        when = dt.datetime.fromtimestamp(m.close_ts_ns // NS, dt.UTC)
+        day = when.strftime("%B %-d, %Y")
+        what = m.kalshi_title.split(" above ")[0].split(" at or below ")[0]
+        bound = f"at or below {m.strike}" if m.inverted else f"above {m.strike}"
+        k = KalshiListing(
+            ticker=m.kalshi_ticker,
+            event_ticker=m.kalshi_event_ticker,
+            series_ticker=m.kalshi_series,
+            title=f"Will the {what} be {bound} on {day}?",
+            yes_sub_title=bound,
+            rules_primary=(
+                f"If the {what} is {bound} as reported for {day}, then the market resolves to Yes."
+            ),
+            rules_secondary=f"Outcomes are determined by the {SIM_SOURCE}.",
+            strike_type="less_or_equal" if m.inverted else "greater",
+            floor_strike=None if m.inverted else m.strike,
+            cap_strike=m.strike if m.inverted else None,
+            close_time_ns=m.close_ts_ns,
+            expected_expiration_ns=m.close_ts_ns,
+            settlement_sources=(SIM_SOURCE,),
+            status="active",
+        )
+        f = ForecastExListing(
+            symbol=m.fx_symbol,
+            long_name=what,
+            description=(
+                f"Will the {what} be above {m.strike} on {day}? Resolves according to the "
+                f"{SIM_SOURCE}."
+            ),
+            strike=m.strike,
+            yes_con_id=m.yes_con_id,
+            no_con_id=m.no_con_id,
+            last_trade_date=m.last_trade_date,
+            last_trade_ns=m.close_ts_ns,
+        )
+        out.append((k, f))
+    return out
