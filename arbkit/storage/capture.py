@@ -15,9 +15,11 @@ A ``.gz`` path is gzip-compressed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import logging
 import math
+import os
 import threading
 import time
 import zlib
@@ -271,7 +273,16 @@ class CaptureWriter:
         if self._thread is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        raw = self.path.open(self._mode)
+        # Captures hold account activity (own fills, orders): owner-only, like the key.
+        flags = {
+            "xb": os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+            "ab": os.O_CREAT | os.O_APPEND | os.O_WRONLY,
+            "wb": os.O_CREAT | os.O_TRUNC | os.O_WRONLY,
+        }[self._mode]
+        fd = os.open(self.path, flags, 0o600)
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o600)  # an appended file written 0644 before tightens too
+        raw = os.fdopen(fd, self._mode.replace("x", "w"))
         self._file = gzip.GzipFile(fileobj=raw, mode="wb") if self.gzip else raw  # type: ignore[assignment]
         self._raw = raw
         self._thread = threading.Thread(target=self._run, name="arbkit-capture", daemon=True)

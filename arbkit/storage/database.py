@@ -424,6 +424,14 @@ class Database:
         if self._journal is not None:
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only: the journal holds positions, orders and balances. SQLite creates the
+        # -wal and -shm files with the database file's permissions.
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
         journal = await self._connect("FULL")
         try:
             self._user_version = await self._migrate(journal)
