@@ -187,3 +187,24 @@ def test_coupon_rates_are_dated() -> None:
     assert cfg.fees.forecastex_coupon_rates_bps == {"2026-09-18": 358}
     with pytest.raises(ConfigError, match=r"forecastex_coupon_rates_bps\.Sept"):
         parse_execution_config({"fees": {"forecastex_coupon_rates_bps": {"Sept": 358}}})
+
+
+def test_out_of_range_settings_are_refused_with_the_usual_value() -> None:
+    """Typos that used to load silently: coefficient "7" (for 0.07), 0 contracts."""
+    import pytest
+
+    from arbkit.config._toml import ConfigError
+    from arbkit.config.execution_loader import (
+        ExecutionConfig,
+        apply_overrides,
+        parse_execution_config,
+    )
+
+    with pytest.raises(ConfigError, match=r"kalshi_taker_coefficient: 7 is out of range.*0\.07"):
+        parse_execution_config({"fees": {"kalshi_taker_coefficient": "7"}}, "x.toml")
+    with pytest.raises(ConfigError, match=r"max_contracts_per_trade: 0 is out of range"):
+        parse_execution_config({"detector": {"max_contracts_per_trade": 0}}, "x.toml")
+    with pytest.raises(ConfigError, match=r"--set: detector.min_edge_usd: 5 is out of range"):
+        apply_overrides(ExecutionConfig(), {"detector.min_edge_usd": "5"})
+    # the shipped defaults and example stay inside every bound
+    parse_execution_config({}, "defaults")

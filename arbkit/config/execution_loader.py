@@ -147,7 +147,57 @@ def parse_execution_config(
     _check_trading_day(cfg.risk, file)
     _check_legging(cfg, file)
     _check_coupon_dates(cfg.fees, file)
+    _check_bounds(cfg, file)
     return replace(cfg, source=str(file))
+
+
+_USD = 1_000_000
+# Sane ranges (a typo like coefficient "7" for "0.07" or 0 contracts per trade must not
+# load silently): (lowest, highest, what a usual value is). Money in Money units.
+BOUNDS: dict[str, tuple[int | Decimal, int | Decimal, str]] = {
+    "detector.max_contracts_per_trade": (1, 1_000_000, "whole contracts, e.g. 100"),
+    "detector.min_edge_usd": (0, _USD, 'dollars per contract after fees, e.g. "0.01"'),
+    "detector.max_notional_usd_per_trade": (1, 10_000_000 * _USD, 'dollars, e.g. "500"'),
+    "detector.max_quote_age_ms": (1, 3_600_000, "milliseconds, e.g. 10000"),
+    "detector.max_venue_lag_ms": (1, 600_000, "milliseconds, e.g. 3000"),
+    "fees.kalshi_taker_coefficient": (Decimal(0), Decimal("0.5"), 'Kalshi charges "0.07"'),
+    "fees.kalshi_maker_coefficient": (Decimal(0), Decimal("0.5"), 'Kalshi charges "0.0175"'),
+    "fees.forecastex_fee_per_contract_usd": (0, _USD // 10, '"0" or "0.01"'),
+    "fees.forecastex_coupon_apy_bps": (0, 2_000, "basis points, e.g. 383 for 3.83%"),
+    "risk.max_position_contracts_per_symbol": (1, 10_000_000, "whole contracts"),
+    "risk.max_position_contracts_per_venue": (1, 100_000_000, "whole contracts"),
+    "risk.max_open_executions": (1, 1_000, "executions at once, e.g. 1"),
+    "risk.max_consecutive_failures": (1, 1_000_000, "failures before the halt, e.g. 3"),
+    "risk.min_time_to_close_s": (0, 365 * 86_400, "seconds, e.g. 3600"),
+    "execution.leg1_timeout_ms": (1, 600_000, "milliseconds, e.g. 2000"),
+    "execution.leg2_timeout_ms": (1, 600_000, "milliseconds, e.g. 1500"),
+    "paper.latency_ms": (0, 600_000, "milliseconds, e.g. 5"),
+}
+
+
+def _check_bounds(cfg: ExecutionConfig, file: str | Path) -> None:
+    for where, (lo, hi, usual) in BOUNDS.items():
+        section, name = where.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if not lo <= value <= hi:
+            money = name.endswith("_usd")
+            shown = usd_text(value) if money else str(value)
+            rng = f"{usd_text(int(lo))}..{usd_text(int(hi))}" if money else f"{lo}..{hi}"
+            raise ConfigError(file, where, f"{shown} is out of range {rng}: {usual}")
+    for series, mult in cfg.fees.kalshi_series_multipliers.items():
+        if not Decimal(0) <= mult <= Decimal(10):
+            raise ConfigError(
+                file,
+                f"fees.kalshi_series_multipliers.{series}",
+                f"{mult} is out of range 0..10: Kalshi's multipliers are 1, 0.5, ...",
+            )
+    for day, bps in cfg.fees.forecastex_coupon_rates_bps.items():
+        if not 0 <= bps <= 2_000:
+            raise ConfigError(
+                file,
+                f"fees.forecastex_coupon_rates_bps.{day}",
+                f"{bps} is out of range 0..2000: basis points, e.g. 358 for 3.58%",
+            )
 
 
 def _check_coupon_dates(f: FeeParams, file: str | Path) -> None:
@@ -270,6 +320,11 @@ def apply_overrides(
         built_section = build(type(current), values, source, section + ".")
         merged = replace(current, **{k: getattr(built_section, k) for k in values})
         new = replace(new, **{section: merged})
+    if overrides:  # the same checks as a file gets, blamed on the override
+        _check_trading_day(new.risk, source)
+        _check_legging(new, source)
+        _check_coupon_dates(new.fees, source)
+        _check_bounds(new, source)
     return new
 
 
