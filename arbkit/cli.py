@@ -92,6 +92,9 @@ async def _demo(args: argparse.Namespace) -> int:
     from arbkit.ui.terminal import positions_line, render
 
     console = Console()
+    _positive(args.symbols, "--symbols")
+    if args.record and Path(args.record).exists():
+        raise CliError(f"--record {args.record}: the file exists; choose another path or delete it")
     cfg = _execution_config(args.execution, args.mode, args.set)
     if cfg.mode is Mode.LIVE:
         raise CliError(
@@ -203,6 +206,7 @@ async def _demo(args: argparse.Namespace) -> int:
 async def _sim(args: argparse.Namespace) -> int:
     from arbkit.sim.local import LocalVenues
 
+    _positive(args.symbols, "--symbols")
     venues = LocalVenues(
         args.symbols,
         seed=args.seed,
@@ -326,6 +330,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     from arbkit.analysis.replay import prepare_file, replay
 
+    _capture_file(args.capture)
     symbols = load_symbol_map(args.symbols)
     cfg = _execution_config(args.execution, args.mode, args.set)  # never live: paper or monitor
     t0 = time.perf_counter()
@@ -390,12 +395,19 @@ def _sweep(args: argparse.Namespace) -> int:
 
     from arbkit.analysis.replay import parse_grid, prepare_file, sweep, write_table
 
+    _capture_file(args.capture)
+    _positive(args.jobs, "--jobs")
     symbols = load_symbol_map(args.symbols)
     cfg = _execution_config(args.execution, "paper", args.set)
     try:
         grid = parse_grid(args.grid)
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    if "mode" in grid and any(v != "paper" for v in grid["mode"]):
+        raise CliError(
+            f"--grid mode={','.join(grid['mode'])}: a sweep replays in paper mode only; "
+            "drop mode from the grid"
+        )
     t0 = time.perf_counter()
     prepared = prepare_file(args.capture, symbols)
     n = 1
@@ -428,10 +440,50 @@ def _sweep(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------- analyze/export ---
 def _need_db(db: str) -> Path:
+    """An arbkit database (or a Parquet export directory), or one line saying what it is."""
+    import sqlite3
+
     p = Path(db)
     if not p.exists():
         raise CliError(f"{p}: database not found; run `arbkit demo` first or pass --db PATH")
+    if p.is_dir():
+        return p  # a Parquet export
+    with p.open("rb") as f:
+        head = f.read(16)
+    if not head:
+        raise CliError(f"{p}: empty file, not an arbkit database; pass --db PATH")
+    if head != b"SQLite format 3\x00":
+        raise CliError(f"{p}: not an SQLite file, not an arbkit database; pass --db PATH")
+    con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+    try:
+        (version,) = con.execute("PRAGMA user_version").fetchone()
+        has = con.execute(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'arb_executions'"
+        ).fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise CliError(f"{p}: unreadable SQLite file ({exc})") from None
+    finally:
+        con.close()
+    if not version or not has:
+        raise CliError(
+            f"{p}: an SQLite file but not an arbkit database (no arbkit tables); pass --db PATH"
+        )
     return p
+
+
+def _positive(value: int, flag: str) -> int:
+    if value < 1:
+        raise CliError(f"{flag} {value}: use 1 or more")
+    return value
+
+
+def _capture_file(path: str) -> str:
+    p = Path(path)
+    if p.is_dir():
+        raise CliError(f"{p} is a directory: give one capture file (.jsonl or .jsonl.gz)")
+    if not p.exists():
+        raise CliError(f"{p}: capture not found")
+    return path
 
 
 def _analyze(args: argparse.Namespace) -> int:

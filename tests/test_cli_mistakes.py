@@ -1,0 +1,66 @@
+"""Every user mistake gets one clear line on stderr and exit 2 — never a traceback."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SYMBOLS = str(Path(__file__).resolve().parents[1] / "arbkit" / "examples" / "symbols.toml")
+
+
+def arbkit(*args: str, cwd: Path) -> tuple[int, str]:
+    p = subprocess.run(
+        [sys.executable, "-m", "arbkit.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+    return p.returncode, p.stderr
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    (tmp_path / "garbage.sqlite").write_bytes(b"garbage")
+    (tmp_path / "empty.sqlite").touch()
+    con = sqlite3.connect(tmp_path / "other.sqlite")
+    con.execute("CREATE TABLE t (x)")
+    con.close()
+    (tmp_path / "cap.jsonl").write_text("{}\n")
+    (tmp_path / "dir").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("args", "first_line"),
+    [
+        (("analyze", "--db", "garbage.sqlite"), "garbage.sqlite: not an SQLite file"),
+        (("analyze", "--db", "empty.sqlite"), "empty.sqlite: empty file"),
+        (("analyze", "--db", "other.sqlite"), "other.sqlite: an SQLite file but not an arbkit"),
+        (("export", "parquet", "--db", "garbage.sqlite"), "garbage.sqlite: not an SQLite file"),
+        (("demo", "--symbols", "0"), "--symbols 0: use 1 or more"),
+        (("demo", "--record", "cap.jsonl"), "--record cap.jsonl: the file exists"),
+        (("replay", "dir", "--symbols", SYMBOLS), "dir is a directory"),
+        (
+            ("sweep", "cap.jsonl", "--symbols", SYMBOLS, "--grid", "detector.min_edge_usd=0.01",
+             "--jobs", "0"),
+            "--jobs 0: use 1 or more",
+        ),
+        (
+            ("sweep", "cap.jsonl", "--symbols", SYMBOLS, "--grid", "mode=live,paper"),
+            "--grid mode=live,paper: a sweep replays in paper mode only",
+        ),
+    ],
+)  # fmt: skip
+def test_mistake_is_one_line_and_exit_2(
+    files: Path, args: tuple[str, ...], first_line: str
+) -> None:
+    rc, err = arbkit(*args, cwd=files)
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"arbkit {args[0]}: error: {first_line}"), lines[0]
