@@ -330,9 +330,9 @@ def _replay(args: argparse.Namespace) -> int:
 
     from arbkit.analysis.replay import prepare_file, replay
 
-    _capture_file(args.capture)
     symbols = load_symbol_map(args.symbols)
     cfg = _execution_config(args.execution, args.mode, args.set)  # never live: paper or monitor
+    _capture_file(args.capture)
     t0 = time.perf_counter()
     prepared = prepare_file(args.capture, symbols)
     t1 = time.perf_counter()
@@ -395,7 +395,6 @@ def _sweep(args: argparse.Namespace) -> int:
 
     from arbkit.analysis.replay import parse_grid, prepare_file, sweep, write_table
 
-    _capture_file(args.capture)
     _positive(args.jobs, "--jobs")
     symbols = load_symbol_map(args.symbols)
     cfg = _execution_config(args.execution, "paper", args.set)
@@ -408,6 +407,7 @@ def _sweep(args: argparse.Namespace) -> int:
             f"--grid mode={','.join(grid['mode'])}: a sweep replays in paper mode only; "
             "drop mode from the grid"
         )
+    _capture_file(args.capture)
     t0 = time.perf_counter()
     prepared = prepare_file(args.capture, symbols)
     n = 1
