@@ -74,3 +74,33 @@ def test_sweep_two_jobs_matches_replay(captured: tuple[PreparedCapture, SymbolMa
         for c in combinations(GRID)
     ]
     assert [r.result for r in rows] == expected
+
+
+def test_sweep_tables_keep_money_exact_and_touch_no_other_file(tmp_path: Path) -> None:
+    """Parquet money columns are DECIMAL (not DOUBLE), CSV dollars are exact strings, and
+    writing results.parquet leaves a results.csv beside it alone."""
+    from decimal import Decimal
+
+    from arbkit.analysis.duck import connect
+    from arbkit.analysis.replay import ReplayResult, SweepRow, write_table
+    from arbkit.model import Money
+
+    rows = [
+        SweepRow(
+            {"detector.min_edge_usd": "0.01"},
+            ReplayResult(
+                executed=3, realized_pnl=Money(2**53 + 1), hedge_cost=Money(1)
+            ),  # past float
+        )
+    ]
+    csv_path = tmp_path / "results.csv"
+    csv_path.write_text("the trader's own file\n")
+    out = write_table(rows, tmp_path / "results.parquet")
+    assert csv_path.read_text() == "the trader's own file\n"
+    con = connect()
+    types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM '{out}'").fetchall()}
+    assert types["realized_pnl_usd"] == "DECIMAL(18,6)" and types["executed"] == "BIGINT"
+    [(pnl, hedge)] = con.execute(f"SELECT realized_pnl_usd, hedge_cost_usd FROM '{out}'").fetchall()
+    assert pnl == Decimal("9007199254.740993") and hedge == Decimal("0.000001")
+    text = write_table(rows, tmp_path / "r2.csv").read_text()
+    assert "9007199254.740993" in text and "0.000001" in text

@@ -21,6 +21,7 @@ import itertools
 import multiprocessing as mp
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -499,6 +500,11 @@ SWEEP_COLUMNS = (
 )
 
 
+def _usd6(money: int) -> str:
+    """Money units as exact dollars with 6 decimals (no float on the way)."""
+    return f"{Decimal(money).scaleb(-6):.6f}"
+
+
 @dataclass(frozen=True, slots=True)
 class SweepRow:
     params: dict[str, str]
@@ -513,10 +519,10 @@ class SweepRow:
             episodes=r.episodes,
             executed=r.executed,
             contracts_filled=r.contracts_filled,
-            realized_pnl_usd=f"{r.realized_pnl / 1e6:.6f}",
-            expected_profit_usd=f"{r.expected_profit / 1e6:.6f}",
-            hedge_cost_usd=f"{r.hedge_cost / 1e6:.6f}",
-            max_exposure_usd=f"{r.max_exposure / 1e6:.6f}",
+            realized_pnl_usd=_usd6(r.realized_pnl),
+            expected_profit_usd=_usd6(r.expected_profit),
+            hedge_cost_usd=_usd6(r.hedge_cost),
+            max_exposure_usd=_usd6(r.max_exposure),
             executions_hedged=r.executions_hedged,
             executions_unhedged=r.executions_unhedged,
         )
@@ -601,20 +607,37 @@ def sweep(
 
 
 def write_table(rows: Sequence[SweepRow], path: str | Path) -> Path:
-    """CSV, or Parquet (via DuckDB) when the path ends in .parquet."""
+    """CSV, or Parquet (via DuckDB) when the path ends in .parquet; dollars exact in both
+    (Parquet: DECIMAL(18, 6)). Only ``path`` is written: no side file is made or removed."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     dicts = [r.as_dict() for r in rows]
     keys = list(dicts[0]) if dicts else list(SWEEP_COLUMNS)
-    csv_path = p if p.suffix != ".parquet" else p.with_suffix(".csv")
-    with csv_path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(dicts)
-    if p.suffix == ".parquet":
-        from arbkit.analysis.duck import connect
+    if p.suffix != ".parquet":
+        with p.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            w.writerows(dicts)
+        return p
+    from arbkit.analysis.duck import connect
 
-        con = connect()
-        con.execute(f"COPY (SELECT * FROM read_csv_auto('{csv_path}')) TO '{p}' (FORMAT PARQUET)")
-        csv_path.unlink()
+    def sql_type(k: str) -> str:
+        if k.endswith("_usd") and k in SWEEP_COLUMNS:
+            return "DECIMAL(18, 6)"
+        return "BIGINT" if k in SWEEP_COLUMNS and k != "combination" else "VARCHAR"
+
+    con = connect()
+    try:
+        cols = ", ".join(f'"{k}" {sql_type(k)}' for k in keys)
+        con.execute(f"CREATE TABLE sweep ({cols})")
+        if dicts:
+            marks = ", ".join("?" for _ in keys)
+            con.executemany(
+                f"INSERT INTO sweep VALUES ({marks})",
+                [[None if d[k] is None else str(d[k]) for k in keys] for d in dicts],
+            )
+        target = str(p).replace("'", "''")
+        con.execute(f"COPY sweep TO '{target}' (FORMAT PARQUET)")
+    finally:
+        con.close()
     return p
