@@ -13,8 +13,23 @@ from dataclasses import dataclass
 
 from arbkit.model import MONEY_SCALE, PRICE_SCALE, Money
 
+#: lowest server version served: ib_async's MinClientVersion. Every layout below is gated
+#: with ibapi 10.46.1 ``server_versions.py`` constants (named where used), so 157..178 is
+#: correct for IBKR's own decoder as well as ib_async's.
 MIN_CLIENT_VERSION = 157
 MAX_CLIENT_VERSION = 178
+# ibapi server_versions.py constants for the fields emitted here
+SV_DURATION = 158  # MIN_SERVER_VER_DURATION
+SV_POST_TO_ATS = 160
+SV_AUTO_CANCEL_PARENT = 162
+SV_FRACTIONAL_SIZE_SUPPORT = 163
+SV_SIZE_RULES = 164
+SV_ADVANCED_ORDER_REJECT = 166
+SV_PEGBEST_PEGMID_OFFSETS = 170
+SV_BOND_ISSUERID = 176
+SV_FA_PROFILE_DESUPPORT = 177
+SV_PENDING_PRICE_REVISION = 178
+UNSET_DOUBLE = "1.7976931348623157E308"
 HEADER = struct.Struct(">I")
 
 Field = str | int
@@ -110,7 +125,7 @@ def contract_details(sv: int, req_id: int, c: TwsContract) -> list[Field]:
     if c.last_trade_time:
         last_times += f" {c.last_trade_time} {c.time_zone_id}"
     f: list[Field] = [10]
-    if sv < 164:
+    if sv < SV_SIZE_RULES:
         f.append(8)
     f += [
         req_id,
@@ -127,8 +142,8 @@ def contract_details(sv: int, req_id: int, c: TwsContract) -> list[Field]:
         c.con_id,
         c.min_tick,
     ]
-    if sv < 164:
-        f.append(1)  # mdSizeMultiplier
+    if sv < SV_SIZE_RULES:
+        f.append(1)  # mdSizeMultiplier (MIN_SERVER_VER_MD_SIZE_MULTIPLIER .. SIZE_RULES)
     f += [
         c.multiplier,
         c.order_types,
@@ -154,22 +169,27 @@ def contract_details(sv: int, req_id: int, c: TwsContract) -> list[Field]:
         c.real_expiration_date,
         "",  # stockType
     ]
-    if sv == 163:
-        f.append("1")
-    if sv >= 164:
+    if SV_FRACTIONAL_SIZE_SUPPORT <= sv < SV_SIZE_RULES:
+        f.append("1")  # sizeMinTick
+    if sv >= SV_SIZE_RULES:
         f += ["1", "1", "1"]  # minSize, sizeIncrement, suggestedSizeIncrement
     return f
 
 
 def error(sv: int, req_id: int, code: int, text: str) -> list[Field]:
     f: list[Field] = [4, 2, req_id, code, text]
-    if sv >= 166:
+    if sv >= SV_ADVANCED_ORDER_REJECT:
         f.append("")  # advancedOrderRejectJson: mandatory at sv >= 166
     return f
 
 
 def tick_price(req_id: int, tick_type: int, price: str, size: int) -> list[Field]:
     return [1, 6, req_id, tick_type, price, size, 0]
+
+
+def tick_size(req_id: int, tick_type: int, size: int) -> list[Field]:
+    """tickSize (msg 2, version 6): BID_SIZE 0 / ASK_SIZE 3 when only the size moved."""
+    return [2, 6, req_id, tick_type, size]
 
 
 @dataclass(slots=True)
@@ -194,6 +214,9 @@ class OrderView:
     last_fill_price: str = "0"
     completed_time: str = ""
     completed_status: str = ""
+    #: a whatIf preview's OrderState: 9 margin fields (before/change/after of init, maint,
+    #: equity with loan), commission, min, max, currency, warning text
+    what_if: tuple[str, ...] | None = None
 
 
 def open_order(sv: int, o: OrderView) -> list[Field]:
@@ -201,7 +224,7 @@ def open_order(sv: int, o: OrderView) -> list[Field]:
     f += [o.action, o.total_qty, o.order_type, o.lmt_price, "", o.tif, "", o.account]
     f += ["O", 0, o.order_ref, o.client_id, o.perm_id, int(o.outside_rth), 0, 0, ""]
     f += ["", "", "", ""]  # sharesAllocation, faGroup, faMethod, faPercentage
-    if sv < 177:
+    if sv < SV_FA_PROFILE_DESUPPORT:
         f.append("")  # faProfile
     f += ["", "", "0", "", "", 0, "", "", 0, "", "", "", "", ""]  # modelCode … stockRangeUpper
     f += ["", 0, 0, 0, "", 3, 0, 0, 0, 0, 0, "", 0, "", ""]  # displaySize … deltaNeutralAuxPrice
@@ -211,16 +234,17 @@ def open_order(sv: int, o: OrderView) -> list[Field]:
     f += [""]  # hedgeType
     f += [0, "", "", 0, 0]  # optOutSmartRouting, clearingAccount, clearingIntent, notHeld, dnc
     f += [""]  # algoStrategy
-    f += [0, 0, o.status, "", "", "", "", "", "", "", "", "", "", "", "", "", "", 0, 0]
+    state: Sequence[Field] = o.what_if if o.what_if is not None else [""] * 14
+    f += [0, int(o.what_if is not None), o.status, *state, 0, 0]  # solicited, whatIf, state
     f += [0]  # conditions
     f += [o.order_type, "", "", "", "", "", "", 0, "", "", "", "", 0, 0, "", 0]
-    if sv >= 159:
+    if sv >= SV_DURATION:  # 158, not 159 as ib_async 2.1.0 reads it (a trailing extra)
         f.append("")  # duration
-    if sv >= 160:
+    if sv >= SV_POST_TO_ATS:
         f.append("")  # postToAts
-    if sv >= 162:
+    if sv >= SV_AUTO_CANCEL_PARENT:
         f.append(0)  # autoCancelParent
-    if sv >= 170:
+    if sv >= SV_PEGBEST_PEGMID_OFFSETS:
         f += ["", "", "", "", ""]
     return f
 
@@ -229,7 +253,7 @@ def completed_order(sv: int, o: OrderView) -> list[Field]:
     f: list[Field] = [101, *o.contract.c11()]
     f += [o.action, o.total_qty, o.order_type, o.lmt_price, "", o.tif, "", o.account]
     f += ["O", 0, o.order_ref, o.perm_id, int(o.outside_rth), 0, 0, "", "", "", ""]
-    if sv < 177:
+    if sv < SV_FA_PROFILE_DESUPPORT:
         f.append("")  # faProfile
     f += ["", "", "0", "", "", 0, "", "", "", "", "", "", ""]  # modelCode … stockRangeUpper
     f += ["", 0, 0, "", 3, 0, "", 0, "", ""]  # displaySize … deltaNeutralAuxPrice
@@ -243,7 +267,7 @@ def completed_order(sv: int, o: OrderView) -> list[Field]:
     f += [0]  # conditions
     f += ["", "", "", 0, 0, "", o.filled, "", 0, "", 0, 0, ""]  # trailStopPrice … parentPermId
     f += [o.completed_time, o.completed_status]
-    if sv >= 170:
+    if sv >= SV_PEGBEST_PEGMID_OFFSETS:
         f += ["", "", "", "", ""]
     return f
 
@@ -279,7 +303,7 @@ def exec_details(
     f: list[Field] = [11, req_id, o.order_id, *c.c11(), exec_id, time_str, o.account]
     f += [c.exchange, "BOT", shares, fmt_price(price), o.perm_id, o.client_id, 0]
     f += [cum_qty, o.avg_fill_price, o.order_ref, "", "", "", 2]
-    if sv >= 178:
+    if sv >= SV_PENDING_PRICE_REVISION:
         f.append(0)  # pendingPriceRevision
     return f
 
@@ -298,6 +322,108 @@ def portfolio(
     c11 = c.c11()
     c11[7] = ""  # primaryExchange takes exchange's place here
     return [7, 8, *c11, qty, mkt_price, mkt_value, avg_cost, "0", "0", account]
+
+
+def symbol_samples(sv: int, req_id: int, rows: Sequence[TwsContract]) -> list[Field]:
+    """symbolSamples (79): underliers with the derivative types listed on them."""
+    f: list[Field] = [79, req_id, len(rows)]
+    for c in rows:
+        f += [c.con_id, c.symbol, c.sec_type, c.exchange, c.currency, 1, "OPT"]
+        if sv >= SV_BOND_ISSUERID:
+            f += [c.long_name, ""]  # description, issuerId
+    return f
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    date: str
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    wap: str
+    count: int
+
+
+def historical_data(req_id: int, start: str, end: str, bars: Sequence[Bar]) -> list[Field]:
+    """historicalData (17) below MIN_SERVER_VER_HISTORICAL_DATA_END (196): start/end in
+    the message, no version field from MIN_SERVER_VER_SYNT_REALTIME_BARS (124)."""
+    f: list[Field] = [17, req_id, start, end, len(bars)]
+    for b in bars:
+        f += [b.date, b.open, b.high, b.low, b.close, b.volume, b.wap, b.count]
+    return f
+
+
+def pnl(req_id: int, daily: str, unrealized: str, realized: str) -> list[Field]:
+    """pnl (94); unrealized from MIN_SERVER_VER_UNREALIZED_PNL (129), realized from 135."""
+    return [94, req_id, daily, unrealized, realized]
+
+
+def pnl_single(
+    req_id: int, pos: int, daily: str, unrealized: str, realized: str, value: str
+) -> list[Field]:
+    return [95, req_id, pos, daily, unrealized, realized, value]
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedOrder:
+    """The placeOrder (3) fields the local TWS acts on, as ib_async sends them."""
+
+    order_id: int
+    contract: list[str]  # conId … tradingClass (12)
+    action: str
+    qty: str
+    order_type: str
+    lmt: str
+    tif: str
+    account: str
+    order_ref: str
+    transmit: bool
+    outside_rth: bool
+    what_if: bool
+
+
+def parse_place_order(sv: int, f: Sequence[str]) -> PlacedOrder:
+    """Walk placeOrder's variable layout (ib_async ``client.placeOrder`` = ibapi's) up to
+    whatIf; the optional blocks are skipped by the same conditions the client uses."""
+    i = 35  # after hidden; BAG legs are not listed here (the sim has no combos)
+    if f[4] == "BAG":
+        raise ValueError("BAG orders are not supported")
+    i += 7 + (1 if sv < SV_FA_PROFILE_DESUPPORT else 0)  # "" … faPercentage, faProfile
+    i += 24  # modelCode … deltaNeutralAuxPrice
+    if f[i - 2]:  # deltaNeutralOrderType
+        i += 8
+    i += 7  # continuousUpdate … scalePriceIncrement
+    spi = f[i - 1]
+    if spi and 0 < float(spi) < float(UNSET_DOUBLE):
+        i += 7
+    i += 4  # scaleTable … hedgeType
+    if f[i - 1]:
+        i += 1
+    i += 4  # optOutSmartRouting … notHeld
+    if f[i] not in ("", "0", "False"):
+        i += 3
+    i += 1  # deltaNeutralContract present flag
+    algo = f[i]
+    i += 1
+    if algo:
+        i += 1 + 2 * int(f[i] or 0)
+    i += 1  # algoId
+    return PlacedOrder(
+        order_id=int(f[1]),
+        contract=list(f[2:14]),
+        action=f[16],
+        qty=f[17],
+        order_type=f[18],
+        lmt=f[19],
+        tif=f[21].upper(),
+        account=f[23],
+        order_ref=f[26],
+        transmit=f[27] not in ("0", "False"),
+        outside_rth=f[33] == "1",
+        what_if=f[i] in ("1", "True"),
+    )
 
 
 def many(msgs: Sequence[list[Field]]) -> bytes:
