@@ -415,10 +415,11 @@ def _sweep(args: argparse.Namespace) -> int:
         n *= len(v)
     bar = tqdm(total=n, unit="combo", desc="sweep", disable=args.quiet)
 
-    def tick(i: int, total: int) -> None:
-        bar.update(1)
+    def tick(done: int, total: int) -> None:
+        bar.update(done - bar.n)  # ``done`` combinations in all (a worker's pass at a time)
 
     rows = sweep(prepared, symbols, cfg, grid, jobs=args.jobs, progress=tick)
+    bar.update(n - bar.n)
     bar.close()
     out = Path(args.out) if args.out else Path("data/sweeps") / f"sweep-{int(time.time())}.csv"
     write_table(rows, out)

@@ -104,3 +104,21 @@ def test_sweep_tables_keep_money_exact_and_touch_no_other_file(tmp_path: Path) -
     assert pnl == Decimal("9007199254.740993") and hedge == Decimal("0.000001")
     text = write_table(rows, tmp_path / "r2.csv").read_text()
     assert "9007199254.740993" in text and "0.000001" in text
+
+
+def test_sweep_progress_bar_counts_combinations_and_finishes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cap, sym = tmp_path / "cap.jsonl", tmp_path / "symbols.toml"
+    with cap.open("wb") as fh:
+        generate(fh, 3_000, 4, 3, sym)
+    p = subprocess.run(
+        [sys.executable, "-m", "arbkit.cli", "sweep", str(cap), "--symbols", str(sym),
+         "--grid", "detector.min_edge_usd=0,0.01,0.02,0.04,0.08", "--jobs", "2",
+         "--out", str(tmp_path / "r.csv")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    last = p.stderr.replace("\r", "\n").strip().splitlines()[-1]
+    assert "100%" in last and "5/5" in last, p.stderr
