@@ -268,8 +268,11 @@ class TwsServer(Orders, MarketData, Account):
         time_zone_id: str = "US/Central",
         trading_hours: str | None = None,
         long_name: str = "",
+        underlier_name: str = "",
     ) -> None:
-        """Register one ForecastEx question: its YES (C) and NO (P) contracts."""
+        """Register one ForecastEx question: its YES (C) and NO (P) contracts.
+        ``long_name`` is the contracts' (the local TWS puts the question there);
+        ``underlier_name`` the IND underlier's (default: ``long_name``)."""
         if under_con_id is None:
             under_con_id = self._underliers.get(symbol)
         if under_con_id is None:
@@ -279,7 +282,8 @@ class TwsServer(Orders, MarketData, Account):
             self._underliers[symbol] = under_con_id
             self.contracts[under_con_id] = TwsContract(
                 under_con_id, symbol, "IND", "", "0.0", "", "", "FORECASTX", "USD", symbol, "",
-                long_name=long_name or symbol, category="ForecastEx", min_tick="0.01",
+                long_name=underlier_name or long_name or symbol, category="ForecastEx",
+                min_tick="0.01",
                 order_types="", market_rule_ids="",
             )  # fmt: skip
         k = fmt_strike(strike)
