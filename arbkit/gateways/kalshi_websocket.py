@@ -6,6 +6,13 @@ synchronously, one call per frame. Resync requests become ``update_subscription`
 ``get_snapshot`` (or a fresh ``subscribe`` after terminal errors). On any disconnect every
 book is invalidated and the client reconnects with exponential backoff + jitter; sids and
 seqs restart with the new connection. Input never kills the receive loop.
+
+Commands leave through one sender task per connection, so venue refusals can be answered
+without stalling the receive loop: markets are subscribed in chunks of ``subscribe_chunk``;
+error 26 (market limit) halves the chunk and resends, 27 (too many requests) pauses every
+command with growing backoff and resends, 18 (command timeout) resends after a backoff. A
+watchdog re-asks for any mapped book still invalid after ``resync_retry_s`` that no command in
+flight covers, so a failed subscription never leaves a book invalid for good.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,6 +55,23 @@ class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
 _ws_logger = _RedactingLogger(logging.getLogger("websockets.client"), {})
 
 CHANNEL = "orderbook_delta"
+# AsyncAPI error codes the client answers by resending (see the module docstring).
+ERR_UNKNOWN_SID, ERR_INVALID, ERR_TIMEOUT, ERR_MARKET_LIMIT, ERR_RATE = 7, 11, 18, 26, 27
+
+
+@dataclass(slots=True)
+class _Command:
+    body: dict[str, Any]  # {"cmd": ..., "params": ...}; the id is given when it is sent
+    tickers: tuple[str, ...] = ()  # the books that wait on it
+    attempts: int = 0
+    sent_at: float = 0.0  # monotonic
+
+    def again(self, tickers: tuple[str, ...] | None = None) -> _Command:
+        """The same command once more (optionally for fewer markets)."""
+        if tickers is None:
+            return _Command(self.body, self.tickers, self.attempts + 1)
+        params = {**self.body["params"], "market_tickers": list(tickers)}
+        return _Command({**self.body, "params": params}, tickers, self.attempts + 1)
 
 
 class KalshiWebSocket:
@@ -67,6 +92,9 @@ class KalshiWebSocket:
         open_timeout_s: float = 10.0,
         resync_retry_s: float = 5.0,
         max_frame_bytes: int = 8 << 20,
+        subscribe_chunk: int = 100,
+        command_retry_base_s: float = 0.2,
+        command_retry_max_s: float = 10.0,
     ) -> None:
         self.ws_url = ws_url
         self.auth = auth
@@ -90,6 +118,14 @@ class KalshiWebSocket:
         self._connected = asyncio.Event()
         self._resync_at: dict[str, float] = {}  # ticker → monotonic time of the last request
         self.last_error = ""
+        self.subscribe_chunk = max(1, subscribe_chunk)  # shrinks on error 26
+        self.command_retry_base_s = command_retry_base_s
+        self.command_retry_max_s = command_retry_max_s
+        self._outbox: asyncio.Queue[_Command] = asyncio.Queue()
+        self._pending: dict[int, _Command] = {}  # command id → command, until answered
+        self._cooldown_until = 0.0  # monotonic: no command leaves before (error 27)
+        self._rate_strikes = 0
+        self.command_errors: dict[int, int] = {}  # error code → times seen
 
     # ------------------------------------------------------------------ public ----
 
@@ -134,16 +170,7 @@ class KalshiWebSocket:
         wanted = new or list(pairs)
         if self._ws is None or not wanted:
             return  # the next (re)connect subscribes everything in the map
-        sid = self.normalizer.orderbook_sid
-        if sid is None:
-            await self._send({"cmd": "subscribe", "params": self._sub_params(wanted)})
-        else:
-            await self._send(
-                {
-                    "cmd": "update_subscription",
-                    "params": {"sid": sid, "market_tickers": wanted, "action": "add_markets"},
-                }
-            )
+        await self._subscribe(wanted)
 
     async def remove_markets(self, tickers: Iterable[str]) -> None:
         gone = [t for t in tickers if t in self.normalizer.ticker_to_symbol]
@@ -172,16 +199,99 @@ class KalshiWebSocket:
             "use_yes_price": self.use_yes_price,
         }
 
-    async def _send(self, cmd: dict[str, Any]) -> None:
-        ws = self._ws
-        if ws is None:
-            return
-        cmd = {"id": self._next_id, **cmd}
-        self._next_id += 1
+    async def _subscribe(self, tickers: list[str], *, fresh: bool = False) -> None:
+        """Books for ``tickers``, in chunks: onto the orderbook sid when there is one, with a
+        new ``subscribe`` when ``fresh`` (the sid died: terminal error)."""
+        sid = None if fresh else self.normalizer.orderbook_sid
+        n = self.subscribe_chunk
+        for i in range(0, len(tickers), n):
+            chunk = tickers[i : i + n]
+            if sid is None:
+                body = {"cmd": "subscribe", "params": self._sub_params(chunk)}
+            else:
+                params = {"sid": sid, "market_tickers": chunk, "action": "add_markets"}
+                body = {"cmd": "update_subscription", "params": params}
+            await self._send(body, chunk)
+
+    async def _send(self, cmd: dict[str, Any], tickers: Iterable[str] = ()) -> None:
+        """Queue a command for this connection's sender (dropped when not connected)."""
+        if self._ws is not None:
+            self._outbox.put_nowait(_Command(cmd, tuple(tickers)))
+
+    async def _sender(self, ws: ClientConnection) -> None:
+        while True:
+            c = await self._outbox.get()
+            wait = self._cooldown_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            cid = self._next_id
+            self._next_id += 1
+            now = time.monotonic()
+            for t in c.tickers:
+                self._resync_at[t] = now
+            c.sent_at = now
+            self._pending[cid] = c
+            try:
+                await ws.send(orjson.dumps({"id": cid, **c.body}).decode())
+            except WebSocketException as exc:
+                log.warning("kalshi ws: send failed: %s", exc)
+                return
+
+    def _retry_delay(self, attempt: int) -> float:
+        cap = min(self.command_retry_max_s, self.command_retry_base_s * (2**attempt))
+        return random.uniform(cap / 2, cap)
+
+    def _later(self, c: _Command) -> None:
+        outbox = self._outbox
+
+        def put() -> None:
+            if self._ws is not None and self._outbox is outbox:
+                outbox.put_nowait(c)
+
+        asyncio.get_running_loop().call_later(self._retry_delay(c.attempts), put)
+
+    def _on_reply(self, text: str) -> None:
+        """Answers to our commands (they carry its ``id``): done, or a refusal to resend."""
         try:
-            await ws.send(orjson.dumps(cmd).decode())
-        except WebSocketException as exc:
-            log.warning("kalshi ws: send failed: %s", exc)
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return
+        if type(obj) is not dict or type(obj.get("id")) is not int:
+            return
+        c = self._pending.pop(obj["id"], None)
+        if c is None:
+            return
+        if obj.get("type") != "error":
+            self._rate_strikes = 0
+            return
+        msg = obj.get("msg")
+        code = msg.get("code") if type(msg) is dict else None
+        if type(msg) is not dict or type(code) is not int:
+            return
+        self.command_errors[code] = self.command_errors.get(code, 0) + 1
+        if code == ERR_RATE:
+            self._rate_strikes += 1
+            pause = self._retry_delay(self._rate_strikes)
+            self._cooldown_until = max(self._cooldown_until, time.monotonic() + pause)
+            self._outbox.put_nowait(c.again())
+        elif code == ERR_MARKET_LIMIT and len(c.tickers) > 1:
+            self.subscribe_chunk = max(1, min(self.subscribe_chunk, len(c.tickers) // 2))
+            n = self.subscribe_chunk
+            for i in range(0, len(c.tickers), n):
+                self._outbox.put_nowait(c.again(c.tickers[i : i + n]))
+        elif code == ERR_INVALID and c.tickers and type(msg.get("market_tickers")) is list:
+            # Markets the venue does not know (yet): the rest go again at once; the watchdog
+            # keeps asking for the unknown ones.
+            unknown = set(msg["market_tickers"])
+            rest = tuple(t for t in c.tickers if t not in unknown)
+            if rest and len(rest) < len(c.tickers):
+                self._outbox.put_nowait(c.again(rest))
+        elif code == ERR_UNKNOWN_SID and c.tickers and c.body.get("cmd") == "update_subscription":
+            if c.body["params"].get("action") == "add_markets":
+                body = {"cmd": "subscribe", "params": self._sub_params(list(c.tickers))}
+                self._outbox.put_nowait(_Command(body, c.tickers, c.attempts + 1))
+        elif code in (ERR_MARKET_LIMIT, ERR_TIMEOUT):
+            self._later(c.again())  # 26 on a single market: the limit is elsewhere
 
     def _emit(self, ticks: list[NormalizedTick]) -> None:
         if not ticks:
@@ -222,11 +332,15 @@ class KalshiWebSocket:
                     self._ws = ws
                     self._next_id = 1
                     self._resync_at.clear()
+                    self._pending.clear()
+                    self._outbox = asyncio.Queue()
+                    self._cooldown_until = 0.0
+                    sender = asyncio.create_task(self._sender(ws))
                     self.health.connected = True
                     self._connected.set()
                     tickers = self.tickers
                     if tickers:
-                        await self._send({"cmd": "subscribe", "params": self._sub_params(tickers)})
+                        await self._subscribe(tickers)
                     if self.on_lifecycle is not None:
                         # All markets, as Kalshi documents it; the normalizer keeps ours.
                         # Whatever changed while we were away: re-read (gap=True).
@@ -239,6 +353,7 @@ class KalshiWebSocket:
                             await self._on_frame(raw)
                     finally:
                         watchdog.cancel()
+                        sender.cancel()
             except asyncio.CancelledError:
                 raise
             except InvalidStatus as exc:
@@ -262,6 +377,8 @@ class KalshiWebSocket:
     async def _on_frame(self, raw: str | bytes) -> None:
         recv = time.time_ns()
         text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+        if '"id"' in text and self._pending:
+            self._on_reply(text)
         if self.on_raw is not None:
             try:
                 self.on_raw(text, recv)
@@ -284,35 +401,46 @@ class KalshiWebSocket:
             await self._resync(r)
 
     async def _resync(self, r: KalshiResync) -> None:
-        now = time.monotonic()
-        for t in r.tickers:
-            self._resync_at[t] = now
         tickers = [t for t in r.tickers if t in self.normalizer.ticker_to_symbol]
         if not tickers:
             return
+        now = time.monotonic()
+        for t in tickers:
+            self._resync_at[t] = now
         if r.resubscribe or r.sid is None:
-            await self._send({"cmd": "subscribe", "params": self._sub_params(tickers)})
-        else:
-            await self._send(
-                {
-                    "cmd": "update_subscription",
-                    "params": {"sid": r.sid, "market_tickers": tickers, "action": "get_snapshot"},
-                }
-            )
+            await self._subscribe(tickers, fresh=r.resubscribe)
+            return
+        n = self.subscribe_chunk
+        for i in range(0, len(tickers), n):
+            chunk = tickers[i : i + n]
+            params = {"sid": r.sid, "market_tickers": chunk, "action": "get_snapshot"}
+            await self._send({"cmd": "update_subscription", "params": params}, chunk)
 
     async def _watchdog(self) -> None:
-        """Re-ask for snapshots that never came (a lost reply must not leave a book dead)."""
+        """Re-ask for every mapped book still invalid ``resync_retry_s`` after the last ask,
+        with no command in flight for it: a lost reply or a refused subscription must not
+        leave a book dead."""
         while True:
             await asyncio.sleep(self.resync_retry_s)
             now = time.monotonic()
+            # An answer overdue by resync_retry_s is taken as lost.
+            self._pending = {
+                i: c for i, c in self._pending.items() if now - c.sent_at < self.resync_retry_s
+            }
+            waiting = {t for c in self._pending.values() for t in c.tickers}
             late = [
                 t
-                for t, at in self._resync_at.items()
-                if now - at >= self.resync_retry_s and not self.normalizer.is_valid(t)
+                for t in self.normalizer.ticker_to_symbol
+                if not self.normalizer.is_valid(t)
+                and t not in waiting
+                and now - self._resync_at.get(t, 0.0) >= self.resync_retry_s
             ]
             self._resync_at = {
                 t: at for t, at in self._resync_at.items() if not self.normalizer.is_valid(t)
             }
-            if late:
-                sid = self.normalizer.orderbook_sid
-                await self._resync(KalshiResync(sid, tuple(late), "snapshot overdue", sid is None))
+            by_sid: dict[int | None, list[str]] = {}
+            for t in late:
+                by_sid.setdefault(self.normalizer.sid_of(t), []).append(t)
+            for sid, tickers in by_sid.items():
+                why = "snapshot overdue"
+                await self._resync(KalshiResync(sid, tuple(tickers), why, sid is None))

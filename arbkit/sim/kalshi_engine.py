@@ -153,6 +153,10 @@ class SimMarket:
     result: str = ""  # "" until determined, then "yes" | "no"
     determined_s: int = 0
     settled_s: int = 0
+    # How the market is listed beyond its title (rules, strike fields: Market wire names),
+    # and its event's settlement sources: what contract matching reads.
+    listing: dict[str, object] = field(default_factory=dict)
+    settlement_sources: tuple[str, ...] = ()
 
     def side(self, name: str) -> dict[int, _Level]:
         return self.yes if name == "yes" else self.no

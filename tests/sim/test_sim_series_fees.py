@@ -240,10 +240,10 @@ async def test_series_endpoint_shape_public_and_404(rig: Rig, openapi_dict: dict
     _validator(openapi_dict, "ErrorResponse").validate(r.json())
     assert r.json()["code"] == "not_found"
     # Public reads accept signed requests, but a bad signature is still refused; the
-    # private / market endpoints keep requiring a signature.
+    # private endpoints keep requiring a signature (market data is public, as the spec says).
     bad = rig.auth.headers("GET", "/trade-api/v2/series/OTHER")
     assert (await rig.anon.get("/series/KXFEE", headers=bad)).status_code == 401
-    assert (await rig.anon.get("/markets")).status_code == 401
+    assert (await rig.anon.get("/markets")).status_code == 200
     assert (await rig.anon.get("/portfolio/balance")).status_code == 401
 
 
