@@ -135,15 +135,16 @@ def pair_contracts(
     symbol: str, long_name: str, details: Iterable[ContractDetails], category: str = ""
 ) -> list[ForecastExListing]:
     """YES (right C) and NO (right P) rows of one underlier paired by date and strike."""
-    rows: dict[tuple[str, str], dict[str, ContractDetails]] = {}
+    # (date, strike, time): one underlier may list the same strike at several times
+    rows: dict[tuple[str, str, str], dict[str, ContractDetails]] = {}
     for d in details:
         c = d.contract
         if c is None or c.right not in ("C", "P"):
             continue
-        key = (c.lastTradeDateOrContractMonth[:8], _strike_text(c.strike))
+        key = (c.lastTradeDateOrContractMonth[:8], _strike_text(c.strike), d.lastTradeTime)
         rows.setdefault(key, {})[c.right] = d
     out = []
-    for (day, strike), pair in sorted(rows.items()):
+    for (day, strike, _), pair in sorted(rows.items()):
         yes, no = pair.get("C"), pair.get("P")
         if yes is None or no is None or yes.contract is None or no.contract is None:
             continue
@@ -234,26 +235,31 @@ async def ibkr_listings(
     patterns: Sequence[str],
     *,
     pacer: Pacer | None = None,
+    search_pacer: Pacer | None = None,
     max_age_s: int = 86_400,
     now_ns: int | None = None,
     timeout_s: float = 30.0,
 ) -> IbkrDiscoveryStats:
     """FORECASTX underliers found by ``patterns`` and their contracts, into ``catalogue``;
-    an underlier read less than ``max_age_s`` ago is not asked again."""
+    an underlier read less than ``max_age_s`` ago is not asked again. Contract details
+    are paced by ``pacer`` (the request IBKR penalises for bursts), symbol searches by
+    ``search_pacer`` (IBKR: about one per second). The underlier's name comes from the
+    search's description (server version ≥ 176), else from one IND details request."""
     pacer = pacer or Pacer()
+    search_pacer = search_pacer or Pacer(min_interval_ms=1_000, max_per_window=1_000)
     stats = IbkrDiscoveryStats()
     now = now_ns if now_ns is not None else time.time_ns()
 
-    async def paced() -> None:
-        wait = pacer.wait_ms(time.monotonic_ns() // 1_000_000)
+    async def paced(p: Pacer) -> None:
+        wait = p.wait_ms(time.monotonic_ns() // 1_000_000)
         if wait:
             stats.waited_ms += wait
             await asyncio.sleep(wait / 1000)
-        pacer.sent(time.monotonic_ns() // 1_000_000)
+        p.sent(time.monotonic_ns() // 1_000_000)
 
     found: dict[str, Contract] = {}
     for pattern in patterns:
-        await paced()
+        await paced(search_pacer)
         stats.searches += 1
         rows = await asyncio.wait_for(ib.reqMatchingSymbolsAsync(pattern), timeout_s) or []
         for r in rows:
@@ -268,17 +274,19 @@ async def ibkr_listings(
         if meta and now - int(meta.get("fetched_ns", 0)) < max_age_s * 1_000_000_000:
             stats.underliers_cached += 1
             continue
-        await paced()
-        stats.detail_requests += 1
-        ind = await asyncio.wait_for(
-            ib.reqContractDetailsAsync(
-                Contract(symbol=symbol, secType="IND", exchange="FORECASTX", currency="USD")
-            ),
-            timeout_s,
-        )
-        long_name = ind[0].longName if ind else symbol
-        category = ind[0].category if ind else ""
-        await paced()
+        long_name, category = under.description, ""
+        if not long_name:
+            await paced(pacer)
+            stats.detail_requests += 1
+            ind = await asyncio.wait_for(
+                ib.reqContractDetailsAsync(
+                    Contract(symbol=symbol, secType="IND", exchange="FORECASTX", currency="USD")
+                ),
+                timeout_s,
+            )
+            long_name = ind[0].longName if ind else symbol
+            category = ind[0].category if ind else ""
+        await paced(pacer)
         stats.detail_requests += 1
         opts = await asyncio.wait_for(
             ib.reqContractDetailsAsync(

@@ -160,10 +160,12 @@ def _kalshi(
     source: str | None = None,
     observe: dt.time | None = None,
     tag: str = "",
+    series_tag: str = "",
 ) -> KalshiListing:
     measure = measure or p.measure
     code = day.strftime("%y%b%d").upper()
-    event = f"{p.kalshi_series}-{code}"
+    series = p.kalshi_series + series_tag
+    event = f"{series}-{code}"
     v = _fmt(p, strike)
     variant = PRODUCTS.index(p) % 4  # the venues phrase the same bound several ways
     words = {
@@ -180,7 +182,7 @@ def _kalshi(
     return KalshiListing(
         ticker=ticker,
         event_ticker=event,
-        series_ticker=p.kalshi_series,
+        series_ticker=series,
         title=f"Will {measure} be {words} on {when}?",
         yes_sub_title=words,
         rules_primary=(
@@ -254,7 +256,8 @@ def labelled_pairs(day: dt.date = dt.date(2026, 12, 18)) -> list[LabelledPair]:
                 "cutoff",
             ),
             LabelledPair(
-                _kalshi(p, day, mid, "greater", source=p.other_source, tag="S"),
+                # Kalshi names sources per event: another source is another series
+                _kalshi(p, day, mid, "greater", source=p.other_source, series_tag="X"),
                 fx_mid,
                 "overlap",
                 "source",

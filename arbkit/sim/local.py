@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import tempfile
 import time
 import uuid
@@ -19,8 +20,10 @@ from pathlib import Path
 
 from arbkit.config.loader import SymbolMap
 from arbkit.gateways.kalshi_auth import KalshiAuth, generate_key_pair
+from arbkit.matching.listings import ForecastExListing, KalshiListing
 from arbkit.model import Money, Outcome
 from arbkit.sim.kalshi_exchange import KalshiExchange
+from arbkit.sim.listings import universe_listings, venue_listings
 from arbkit.sim.market_model import DriveStats, MarketModel, SimUniverse, drive, generate_universe
 from arbkit.sim.tws_server import TwsServer
 
@@ -53,6 +56,7 @@ class LocalVenues:
         drive_market: bool = True,
         resolve_after_s: float | None = None,
         resolve_pick: Callable[[], str | None] | None = None,
+        listings: bool = True,
     ) -> None:
         self.n_symbols = n_symbols
         self.seed = seed
@@ -68,6 +72,7 @@ class LocalVenues:
         self.tws_server_version = tws_server_version
         self.starting_balance = starting_balance_usd
         self.drive_market = drive_market
+        self.listings = listings  # also list the decoys contract matching must reject
         self.universe: SimUniverse = generate_universe(n_symbols, seed)
         self.model = MarketModel(
             self.universe,
@@ -93,6 +98,63 @@ class LocalVenues:
     def symbol_map(self) -> SymbolMap:
         return self.universe.symbol_map
 
+    def _list_markets(self) -> None:
+        """The universe's markets (quoted by the model) and, with ``listings``, the decoy
+        listings of ``arbkit.sim.listings`` (no quotes): what ``arbkit match`` discovers."""
+        assert self.exchange is not None and self.tws is not None
+        Row = tuple[KalshiListing | None, ForecastExListing | None, str, int, str, int | None, str]
+        pairs: list[Row] = [
+            (
+                k,
+                f,
+                m.kalshi_title,
+                m.open_ts_ns,
+                m.fx_pair_id,
+                m.under_con_id,
+                m.real_expiration_date,
+            )
+            for m, (k, f) in zip(
+                self.universe.markets, universe_listings(self.universe.markets), strict=True
+            )
+        ]
+        if self.listings:
+            day = dt.datetime.fromtimestamp(self.universe.now_ns // 1_000_000_000, dt.UTC).date()
+            kalshi, fx = venue_listings(day + dt.timedelta(days=30))
+            opened = self.universe.now_ns - 7 * 86_400 * 1_000_000_000
+            listed = {r[0].ticker for r in pairs if r[0] is not None}
+            pairs += [
+                (k, None, k.title, opened, "", None, "") for k in kalshi if k.ticker not in listed
+            ]
+            pairs += [(None, f, "", 0, f"FX-LIST-{f.yes_con_id}", None, "") for f in fx]
+        for k, f, title, opened_ns, pair_id, under, real_exp in pairs:
+            if k is not None:
+                self.exchange.add_market(
+                    k.ticker,
+                    series=k.series_ticker,
+                    event_ticker=k.event_ticker,
+                    close_time=k.close_time_ns // 1_000_000_000,
+                    open_time=opened_ns // 1_000_000_000,
+                    title=title,
+                    expected_expiration_time=k.expected_expiration_ns // 1_000_000_000,
+                    listing=k,
+                )
+            if f is not None and pair_id:
+                at = dt.datetime.fromtimestamp(f.last_trade_ns // 1_000_000_000, dt.UTC)
+                self.tws.add_market(
+                    pair_id,
+                    symbol=f.symbol,
+                    last_trade_date=at.strftime("%Y%m%d"),
+                    last_trade_time=at.strftime("%H:%M:%S"),
+                    time_zone_id="UTC",
+                    strike=f.strike,
+                    yes_con_id=f.yes_con_id,
+                    no_con_id=f.no_con_id,
+                    under_con_id=under,
+                    real_expiration_date=real_exp or None,
+                    long_name=f.description,
+                    underlier_name=f.long_name,
+                )
+
     async def start(self) -> LocalVenuesInfo:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         key_id = str(uuid.uuid4())
@@ -109,26 +171,7 @@ class LocalVenues:
             starting_cash_usd=self.starting_balance,
         )
         await self.tws.start()
-        for m in self.universe.markets:
-            self.exchange.add_market(
-                m.kalshi_ticker,
-                series=m.kalshi_series,
-                event_ticker=m.kalshi_event_ticker,
-                close_time=m.close_ts_ns // 1_000_000_000,
-                open_time=m.open_ts_ns // 1_000_000_000,
-                title=m.kalshi_title,
-            )
-            self.tws.add_market(
-                m.fx_pair_id,
-                symbol=m.fx_symbol,
-                last_trade_date=m.last_trade_date,
-                strike=m.strike,
-                yes_con_id=m.yes_con_id,
-                no_con_id=m.no_con_id,
-                under_con_id=m.under_con_id,
-                real_expiration_date=m.real_expiration_date,
-                long_name=m.fx_long_name,
-            )
+        self._list_markets()
         symbols_file = self.data_dir / "symbols.toml"
         self.universe.write_symbol_map(symbols_file)
         if not self.drive_market:  # drive() publishes the initial books itself

@@ -150,7 +150,8 @@ def contract_details(sv: int, req_id: int, c: TwsContract) -> list[Field]:
         c.exchange,  # validExchanges
         1,  # priceMagnifier
         c.under_con_id,
-        c.long_name,
+        # TWS escapes non-ASCII in longName; the clients decode it ("unicode-escape")
+        c.long_name.encode("unicode-escape").decode("ascii"),
         "",  # primaryExchange
         c.last_trade_date[:6],  # contractMonth
         "",  # industry
