@@ -253,6 +253,11 @@ class TwsServer(Orders, MarketData, Account):
 
     # ------------------------------------------------------------------ markets
 
+    @property
+    def underlier_symbols(self) -> list[str]:
+        """The ForecastEx products (IND underliers) listed."""
+        return sorted(self._underliers)
+
     def add_market(
         self,
         market_id: str,

@@ -202,9 +202,16 @@ async def load_catalogue(source: str, path: str | Path, *, n_symbols: int = 6) -
     venues = LocalVenues(n_symbols, seed=7, updates_per_s=20.0)
     info = await venues.start()
     try:
-        assert venues.auth is not None
+        assert venues.auth is not None and venues.tws is not None
+        # one search per first letter of the local products (a real TWS: see arbkit match)
+        letters = sorted({s[0] for s in venues.tws.underlier_symbols})
         return await pull(
-            path, info.kalshi_rest_url, venues.auth, ibkr_port=info.tws_port, max_age_s=0
+            path,
+            info.kalshi_rest_url,
+            venues.auth,
+            ibkr_port=info.tws_port,
+            max_age_s=0,
+            patterns=letters,
         )
     finally:
         await venues.stop()

@@ -148,3 +148,31 @@ def test_parameter_tuning_notebook(tmp_path: Path) -> None:
     assert cfg.detector.max_contracts_per_trade == int(
         out["chosen"]["detector.max_contracts_per_trade"]
     )
+
+
+def test_contract_matching_notebook(tmp_path: Path) -> None:
+    """Notebook 04 against the local venues: proposals in the review widget, all
+    confirmed, written as a symbol map that loads (every pair verified for live)."""
+    from arbkit.config.loader import load_symbol_map
+
+    out = tmp_path / "matched.toml"
+    params = {
+        "SOURCE": "local",
+        "CATALOGUE": str(tmp_path / "catalogue.json"),
+        "THRESHOLD": 70,
+        "VERIFIED_BY": "notebook-test",
+        "OUT": str(out),
+        "CONFIRM_ALL": True,
+    }
+    _nb, got = run_notebook(
+        "04_contract_matching.ipynb",
+        params,
+        "{'proposals': len(result.proposals), 'status': review.status.value, "
+        "'written': str(written)}",
+        cwd=tmp_path,
+    )
+    assert got["proposals"] == 26
+    assert "26 confirmed, 0 rejected, 0 undecided" in got["status"]
+    smap = load_symbol_map(got["written"])
+    assert len(smap) == 26
+    assert all(not s.equivalence.missing_for_live() for s in smap.symbols.values())
