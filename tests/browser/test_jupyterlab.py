@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nbformat
@@ -80,6 +81,16 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
         "USE_REAL_VENUES": False,
     }
     nbformat.write(with_parameters(nb, params), root / "01_live_monitor.ipynb")
+    nb4 = nbformat.read(NOTEBOOKS / "04_contract_matching.ipynb", as_version=4)
+    params4 = {
+        "SOURCE": "local",
+        "CATALOGUE": str(tmp_path / "catalogue.json"),
+        "THRESHOLD": 70,
+        "VERIFIED_BY": "",
+        "OUT": str(tmp_path / "matched.toml"),
+        "CONFIRM_ALL": False,
+    }
+    nbformat.write(with_parameters(nb4, params4), root / "04_contract_matching.ipynb")
     token = secrets.token_hex(16)
     port = free_port()
     env = dict(os.environ)
@@ -145,12 +156,65 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
         log.close()
 
 
-def test_dashboard_in_jupyterlab(lab: tuple[str, str]) -> None:
+def _chromium() -> str:
     exe = chromium_path()
     if exe is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed in CI (make browser-deps installs it)")
         pytest.skip("chromium not installed (run `make browser-deps` as root)")
+    return exe
+
+
+def _open_and_run_all(page: Any, base: str, token: str, name: str) -> None:
+    from playwright.sync_api import expect
+
+    page.set_default_timeout(30_000)
+    page.goto(f"{base}/lab/tree/{name}?token={token}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=45_000)
+    dialog = page.locator(".jp-Dialog .jp-mod-accept")
+    if dialog.count():  # "Select Kernel", should the setting not apply
+        dialog.first.click()
+    expect(page.locator(".jp-StatusBar-TextItem", has_text="| Idle").first).to_be_visible(
+        timeout=45_000
+    )
+    page.click('.lm-MenuBar-itemLabel:text-is("Run")')
+    page.click('.lm-Menu-item[data-command="runmenu:run-all"]')
+
+
+def test_contract_matching_review_in_jupyterlab(lab: tuple[str, str]) -> None:
+    """Notebook 04 in a real browser: the proposals render with both rule texts and the
+    differences highlighted; a confirm click reaches the widget's count."""
+    exe = _chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token = lab
+    shot = SCREENSHOT.with_name("jupyterlab_matching.png")
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1500, "height": 1500})
+        try:
+            _open_and_run_all(page, base, token, "04_contract_matching.ipynb")
+            pairs = page.locator(".arbkit-pair")
+            pairs.first.wait_for(timeout=90_000)
+            assert pairs.count() == 26
+            assert page.locator(".arbkit-pair .arbkit-only").count() > 0  # differences
+            status = page.get_by_text("0 confirmed, 0 rejected, 26 undecided")
+            expect(status).to_be_visible()
+            page.locator(".widget-toggle-button", has_text="confirm").first.click()
+            expect(page.get_by_text("1 confirmed, 0 rejected, 25 undecided")).to_be_visible()
+            pairs.first.scroll_into_view_if_needed()
+            page.screenshot(path=str(shot))
+            assert shot.stat().st_size > 10_000
+        except Exception:
+            page.screenshot(path=str(SCREENSHOT.with_name("jupyterlab_matching_failure.png")))
+            raise
+        finally:
+            browser.close()
+
+
+def test_dashboard_in_jupyterlab(lab: tuple[str, str]) -> None:
+    exe = _chromium()
     from playwright.sync_api import expect, sync_playwright
 
     base, token = lab
