@@ -45,6 +45,15 @@ async def test_match_writes_a_symbol_map_the_monitor_runs_on(tmp_path: Path) -> 
         )  # fmt: skip
         assert rc == 0, err
         assert "26 proposals (12 complement, 14 identical)" in out, out
+        assert "16 contract-detail requests, 0 underliers from cache" in out, out
+        # a second run refreshes incrementally: the 16 underliers come from the catalogue
+        rc, again, err = await arbkit(
+            "match", *kalshi, "--ibkr-port", str(info.tws_port), *searches,
+            "--catalogue", str(tmp_path / "catalogue.json"), "--review", str(review), env=env,
+        )  # fmt: skip
+        assert rc == 0, err
+        assert "0 contract-detail requests, 16 underliers from cache" in again, again
+        assert "26 proposals (12 complement, 14 identical)" in again, again
         pairs = tomllib.loads(review.read_text())["pair"]
         # the demo universe's six pairs are among them, with the universe's orientation
         universe = {m.kalshi_ticker: m for m in venues.universe.markets}
