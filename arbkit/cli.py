@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from arbkit.config._toml import ConfigError
 from arbkit.config.execution_loader import (
+    EXAMPLE_EXECUTION,
     LIVE_CONFIRM_ENV,
     ExecutionConfig,
     apply_overrides,
@@ -203,6 +204,36 @@ async def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def arbkit_command() -> str:
+    """How to run this arbkit from the current directory: ``.venv/bin/arbkit`` as the
+    README says when that is this installation, else the script's absolute path, else
+    ``python -m arbkit.cli``."""
+    import shlex
+
+    script = Path(sys.executable).parent / "arbkit"
+    readme = Path(".venv/bin/arbkit")
+    if readme.exists() and script.exists() and readme.resolve() == script.resolve():
+        return str(readme)
+    if script.exists():
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m arbkit.cli"
+
+
+def monitor_command(info: Any) -> str:
+    """The ``arbkit monitor`` command line for running local venues, ready to paste."""
+    import shlex
+
+    exe = arbkit_command()
+    return (
+        f"KALSHI_API_KEY_ID={shlex.quote(info.kalshi_key_id)} "
+        f"KALSHI_PRIVATE_KEY_PATH={shlex.quote(str(info.kalshi_key_file))} "
+        f"{exe} monitor --symbols {shlex.quote(str(info.symbols_file))} "
+        f"--execution {shlex.quote(str(EXAMPLE_EXECUTION))} --kalshi-env custom "
+        f"--kalshi-rest {info.kalshi_rest_url} --kalshi-ws {info.kalshi_ws_url} "
+        f"--ibkr-host {info.tws_host} --ibkr-port {info.tws_port}"
+    )
+
+
 async def _sim(args: argparse.Namespace) -> int:
     from arbkit.sim.local import LocalVenues
 
@@ -221,10 +252,8 @@ async def _sim(args: argparse.Namespace) -> int:
     print(f"Kalshi key  : id {info.kalshi_key_id}  file {info.kalshi_key_file}")
     print(f"TWS         : {info.tws_host}:{info.tws_port}")
     print(f"Symbol map  : {info.symbols_file}")
-    print(
-        "Connect with e.g. KALSHI_API_KEY_ID=<id> KALSHI_PRIVATE_KEY_PATH=<file>. Ctrl-C stops.",
-        flush=True,
-    )
+    print("Monitor it (paste into another terminal; Ctrl-C here stops the venues):")
+    print(monitor_command(info), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):
