@@ -545,6 +545,35 @@ def _export(args: argparse.Namespace) -> int:
     return export_main(Path(args.db), Path(args.out) if args.out else None, print)
 
 
+# ----------------------------------------------------------------------- config ---
+def _config(args: argparse.Namespace) -> int:
+    """``config check FILE`` (a symbol map or an execution config: ok, or one error line)
+    and ``config show`` (the effective execution config, overrides applied, as TOML)."""
+    from arbkit.config._toml import read_toml
+    from arbkit.config.execution_loader import execution_config_toml, parse_execution_config
+    from arbkit.config.loader import parse_symbol_map
+
+    if args.action == "show":
+        cfg = _execution_config(args.execution, None, args.set)
+        src = args.execution or "built-in defaults"
+        print(execution_config_toml(cfg, f"effective execution config: {src}"), end="")
+        return 0
+    if not args.file:
+        raise CliError("config check needs a FILE (a symbol map or an execution config)")
+    data = read_toml(args.file)
+    if "symbols" in data:
+        smap = parse_symbol_map(data, args.file)
+        unverified = sum(1 for x in smap.symbols.values() if x.equivalence.missing_for_live())
+        print(
+            f"{args.file}: ok — symbol map, {len(smap)} symbols"
+            + (f", {unverified} not verified for live" if unverified else ", all verified")
+        )
+        return 0
+    cfg = parse_execution_config(data, args.file)
+    print(f"{args.file}: ok — execution config, mode {cfg.mode.value}")
+    return 0
+
+
 # ------------------------------------------------------------------------ state ---
 async def _state(args: argparse.Namespace) -> int:
     """Show the persisted trading state, or change it as the user (``--resume`` lifts a
@@ -760,6 +789,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--until", default=None, metavar="TIME", help="before this UTC date/time")
     a.add_argument("--runs", action="store_true", help="list the runs in the database")
 
+    cf = sub.add_parser("config", help="check a config file, or show the effective config")
+    cf.add_argument("action", choices=["check", "show"])
+    cf.add_argument("file", nargs="?", default=None, help="check: the TOML file")
+    cf.add_argument("--execution", default=None, help="show: start from this file")
+    cf.add_argument("--set", action="append", metavar="KEY=VALUE", help="show: override")
+
     st = sub.add_parser(
         "state", help="show the persisted trading state; --resume lifts a halt (as the user)"
     )
@@ -802,6 +837,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _analyze(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "config":
+            return _config(args)
         if args.command == "state":
             return asyncio.run(_state(args))
     except (CliError, ConfigError, ConversionError, FileNotFoundError) as exc:

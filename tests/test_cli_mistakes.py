@@ -64,3 +64,24 @@ def test_mistake_is_one_line_and_exit_2(
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith(f"arbkit {args[0]}: error: {first_line}"), lines[0]
+
+
+def test_config_check_and_show(tmp_path: Path) -> None:
+    import tomllib
+
+    ok = subprocess.run(
+        [sys.executable, "-m", "arbkit.cli", "config", "check", SYMBOLS],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert ok.returncode == 0 and ok.stdout.startswith(f"{SYMBOLS}: ok — symbol map, 2 symbols")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[fees]\nkalshi_taker_coefficient = "7"\n')
+    rc, err = arbkit("config", "check", str(bad), cwd=tmp_path)
+    assert rc == 2 and err.count("\n") == 1 and "kalshi_taker_coefficient: 7 is out of range" in err
+    show = subprocess.run(
+        [sys.executable, "-m", "arbkit.cli", "config", "show", "--set",
+         "detector.min_edge_usd=0.02"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert show.returncode == 0
+    assert tomllib.loads(show.stdout)["detector"]["min_edge_usd"] == "0.02"
