@@ -24,6 +24,7 @@ from arbkit.config.execution_loader import (
 )
 from arbkit.config.loader import load_symbol_map
 from arbkit.model import ConversionError, Mode, Money
+from arbkit.storage.capture import CaptureError
 
 if TYPE_CHECKING:
     from arbkit.gateways.kalshi_auth import KalshiAuth
@@ -357,13 +358,13 @@ async def _monitor(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from arbkit.analysis.replay import prepare_file, replay
+    from arbkit.analysis.replay import replay
 
     symbols = load_symbol_map(args.symbols)
     cfg = _execution_config(args.execution, args.mode, args.set)  # never live: paper or monitor
     _capture_file(args.capture)
     t0 = time.perf_counter()
-    prepared = prepare_file(args.capture, symbols)
+    prepared = _prepare(args, symbols)
     t1 = time.perf_counter()
 
     async def run() -> Any:
@@ -422,7 +423,7 @@ def _replay(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from arbkit.analysis.replay import parse_grid, prepare_file, sweep, write_table
+    from arbkit.analysis.replay import parse_grid, sweep, write_table
 
     _positive(args.jobs, "--jobs")
     symbols = load_symbol_map(args.symbols)
@@ -438,7 +439,7 @@ def _sweep(args: argparse.Namespace) -> int:
         )
     _capture_file(args.capture)
     t0 = time.perf_counter()
-    prepared = prepare_file(args.capture, symbols)
+    prepared = _prepare(args, symbols)
     n = 1
     for v in grid.values():
         n *= len(v)
@@ -505,6 +506,20 @@ def _positive(value: int, flag: str) -> int:
     if value < 1:
         raise CliError(f"{flag} {value}: use 1 or more")
     return value
+
+
+def _prepare(args: argparse.Namespace, symbols: Any) -> Any:
+    """The capture, read up to any damage (said on stderr), or refused with --strict."""
+    from arbkit.analysis.replay import prepare_file
+
+    prepared = prepare_file(args.capture, symbols, on_error="raise" if args.strict else "skip")
+    if prepared.damaged_lines:
+        print(
+            f"arbkit {args.command}: warning: {prepared.damaged_lines} damaged lines skipped "
+            f"(first: {prepared.damage[0]}); --strict refuses a damaged capture",
+            file=sys.stderr,
+        )
+    return prepared
 
 
 def _capture_file(path: str) -> str:
@@ -761,6 +776,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="paper-fill (default) or only log",
     )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--strict", action="store_true", help="refuse a damaged capture")
 
     w = sub.add_parser("sweep", help="replay a capture over a parameter grid in parallel")
     w.add_argument("capture")
@@ -779,6 +795,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=None, help="result table (.csv or .parquet); default data/sweeps/"
     )
     w.add_argument("--quiet", action="store_true")
+    w.add_argument("--strict", action="store_true", help="refuse a damaged capture")
 
     a = sub.add_parser("analyze", help="summarise the database with DuckDB")
     a.add_argument("--db", default=str(DEFAULT_DB))
@@ -841,7 +858,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config(args)
         if args.command == "state":
             return asyncio.run(_state(args))
-    except (CliError, ConfigError, ConversionError, FileNotFoundError) as exc:
+    except (CliError, ConfigError, ConversionError, FileNotFoundError, CaptureError) as exc:
         print(f"arbkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -85,3 +85,30 @@ def test_config_check_and_show(tmp_path: Path) -> None:
     )  # fmt: skip
     assert show.returncode == 0
     assert tomllib.loads(show.stdout)["detector"]["min_edge_usd"] == "0.02"
+
+
+def test_a_capture_cut_off_by_a_crash_replays_up_to_the_damage(tmp_path: Path) -> None:
+    """A truncated gzip and a half-written last line: replay reads what is there, says
+    how many lines were skipped and where; --strict keeps the refusal (exit 2)."""
+    import gzip
+
+    from benchmarks.capture_gen import generate
+
+    cap, sym = tmp_path / "c.jsonl", tmp_path / "s.toml"
+    with cap.open("wb") as fh:
+        generate(fh, 3_000, 4, 3, sym)
+    data = cap.read_bytes()
+    whole = gzip.compress(data)
+    (tmp_path / "t.jsonl.gz").write_bytes(whole[: len(whole) * 2 // 3])
+    (tmp_path / "h.jsonl").write_bytes(data[:-37])
+    for name, where in (("t.jsonl.gz", "truncated or corrupt gzip"), ("h.jsonl", "h.jsonl:3000")):
+        p = subprocess.run(
+            [sys.executable, "-m", "arbkit.cli", "replay", name, "--symbols", str(sym),
+             "--quiet"],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        assert "warning: 1 damaged lines skipped" in p.stderr and where in p.stderr
+        assert "events (0 bad frames)" in p.stdout
+        rc, err = arbkit("replay", name, "--symbols", str(sym), "--quiet", "--strict", cwd=tmp_path)
+        assert rc == 2 and err.count("\n") == 1 and where in err, err

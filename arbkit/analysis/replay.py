@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from arbkit.arbitrage.arbitrage import ArbitrageDetector
 from arbkit.arbitrage.fee_model import FeeModel
@@ -38,7 +38,7 @@ from arbkit.model import Mode, Money, NormalizedTick, Opportunity, Outcome, Pric
 from arbkit.normalizers.ibkr_normalizer import IbkrNormalizer
 from arbkit.normalizers.kalshi_normalizer import KalshiNormalizer, LifecycleEvent
 from arbkit.normalizers.market_status import KALSHI_LIFECYCLE, MarketClock, MarketStatus
-from arbkit.storage.capture import CaptureEvent, load_capture
+from arbkit.storage.capture import CaptureEvent, CaptureReader
 from arbkit.storage.records import SettlementRow, paper_settlement
 
 
@@ -53,6 +53,10 @@ class PreparedCapture:
     events: int = 0
     bad_frames: int = 0
     source: str = ""
+    # Lines of the file that could not be read (a capture cut off by a crash: a
+    # half-written last line, a gzip stream without its end), with the first problems.
+    damaged_lines: int = 0
+    damage: list[str] = field(default_factory=list)
 
     @property
     def first_ts_ns(self) -> int:
@@ -123,10 +127,22 @@ def _prepare_into(
                 out.batches.append((ev.t, Venue.IBKR, ticks))
 
 
-def prepare_file(path: str | Path, symbol_map: SymbolMap, **kw: Any) -> PreparedCapture:
+def prepare_file(
+    path: str | Path,
+    symbol_map: SymbolMap,
+    *,
+    on_error: Literal["raise", "skip"] = "raise",
+    **kw: Any,
+) -> PreparedCapture:
+    """A capture file, prepared. ``on_error="skip"`` reads up to (and past) damaged lines
+    and records them in ``damaged_lines``/``damage``; ``"raise"`` refuses the file."""
+    reader = CaptureReader(path, on_error)
     with _gc_paused():
-        events = load_capture(path)
-    return prepare(events, symbol_map, source=str(path), **kw)
+        events = list(reader)
+    out = prepare(events, symbol_map, source=str(path), **kw)
+    out.damaged_lines = reader.skipped
+    out.damage = [str(e) for e in reader.errors]
+    return out
 
 
 @dataclass(slots=True)
