@@ -223,17 +223,7 @@ def test_dashboard_in_jupyterlab(lab: tuple[str, str]) -> None:
         browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1500, "height": 1500})
         try:
-            page.set_default_timeout(30_000)
-            page.goto(f"{base}/lab/tree/01_live_monitor.ipynb?token={token}")
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=45_000)
-            dialog = page.locator(".jp-Dialog .jp-mod-accept")
-            if dialog.count():  # "Select Kernel", should the setting not apply
-                dialog.first.click()
-            expect(page.locator(".jp-StatusBar-TextItem", has_text="| Idle").first).to_be_visible(
-                timeout=45_000
-            )
-            page.click('.lm-MenuBar-itemLabel:text-is("Run")')
-            page.click('.lm-Menu-item[data-command="runmenu:run-all"]')
+            _open_and_run_all(page, base, token, "01_live_monitor.ipynb")
 
             # the plotly figure renders with data: line paths with points in them
             dash = page.locator(".arbkit-dashboard")
