@@ -1602,8 +1602,10 @@ class ArbitrageMonitor:
                 total,
             )
         ex = self.executor
-        hedge = sum(e.hedge_cost for e in self.recent_executions)
-        pnl = sum(e.realized_pnl for e in (ex.completed if ex is not None else []))
+        done = ex.completed if ex is not None else []
+        # both headline sums over every execution of the run, not the recent window
+        hedge = sum(e.hedge_cost for e in done)
+        pnl = sum(e.realized_pnl for e in done)
         c = self.counters
         counters = {
             "ticks": c.ticks,

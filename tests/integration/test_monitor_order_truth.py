@@ -292,3 +292,25 @@ async def test_inverted_symbol_end_to_end(venues: Venues, auth: KalshiAuth, tmp_
         assert report.kind == "start" and report.ok and not report.residual_contracts
     assert venues.kalshi_positions() == {(TICKER, Outcome.YES): n(10)}
     assert venues.fx_positions() == {FX_YES: 10}
+
+
+async def test_headline_hedge_cost_counts_every_execution_not_the_recent_window(
+    venues: Venues, auth: KalshiAuth, tmp_path: Path
+) -> None:
+    """Leg 2 and its completion are refused: the pair is unwound on Kalshi at a real
+    cost. The headline hedge cost (like PnL) sums every execution of the run, so it
+    stays when the execution falls out of the recent-executions window (200 rows)."""
+    no_arb(venues)
+    async with running(live_monitor(venues, auth, tmp_path)) as mon:
+        await ready(mon)
+        venues.tws.reject_next_order()
+        venues.tws.reject_next_order()
+        venues.arb_books()
+        ex = await one_execution(mon)
+        assert ex.state is ExecState.HEDGED and ex.hedge_cost > 0, ex
+        mon.recent_executions.clear()  # as after 200 later executions
+        snap = mon.snapshot()
+        assert snap.hedge_cost == ex.hedge_cost
+        assert snap.realized_pnl == ex.realized_pnl
+    assert venues.fx_positions() == {}
+    assert venues.kalshi_positions() == {}
