@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from arbkit.monitor.arbitrage_monitor import ArbitrageMonitor
 
 DEFAULT_DB = Path("data/arbkit.sqlite")
+DEFAULT_KALSHI_ENV = "demo"  # never prod by default
 KALSHI_ENVIRONMENTS = {
     "prod": (
         "https://external-api.kalshi.com/trade-api/v2",
@@ -85,6 +86,29 @@ def _most_held(monitor: ArbitrageMonitor | None) -> str | None:
     return max(sorted(held), key=lambda s: held[s])
 
 
+async def _start_monitor(monitor: ArbitrageMonitor, kalshi_env: str = "") -> None:
+    """Start, turning a refusal (live not confirmed, database or account locked, Kalshi
+    key rejected) into the one-line CLI error it is."""
+    from arbkit.monitor.arbitrage_monitor import (
+        KalshiKeyRejected,
+        LiveNotConfirmed,
+        MonitorRefused,
+    )
+
+    try:
+        await monitor.start()
+    except KalshiKeyRejected as exc:
+        others = ", ".join(e for e in (*KALSHI_ENVIRONMENTS, "custom") if e != kalshi_env)
+        raise CliError(
+            f"{exc}. This was --kalshi-env {kalshi_env or '?'}"
+            f"{' (the default)' if kalshi_env == DEFAULT_KALSHI_ENV else ''}: a key is valid "
+            f"only in the environment that issued it; choose another with --kalshi-env "
+            f"({others}), and check KALSHI_API_KEY_ID matches the key file"
+        ) from None
+    except (LiveNotConfirmed, MonitorRefused) as exc:
+        raise CliError(str(exc)) from None
+
+
 async def _demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
@@ -128,7 +152,7 @@ async def _demo(args: argparse.Namespace) -> int:
     )
     started = time.monotonic()
     try:
-        await monitor.start()
+        await _start_monitor(monitor)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -310,13 +334,7 @@ def _match(args: argparse.Namespace) -> int:
 
 
 async def _monitor(args: argparse.Namespace) -> int:
-    from arbkit.monitor.arbitrage_monitor import (
-        ArbitrageMonitor,
-        IbkrEndpoint,
-        KalshiEndpoint,
-        LiveNotConfirmed,
-        MonitorRefused,
-    )
+    from arbkit.monitor.arbitrage_monitor import ArbitrageMonitor, IbkrEndpoint, KalshiEndpoint
     from arbkit.ui.terminal import render
 
     symbols = load_symbol_map(args.symbols)
@@ -332,10 +350,7 @@ async def _monitor(args: argparse.Namespace) -> int:
         record_path=args.record,
         confirm_live=args.confirm_live,
     )
-    try:
-        await monitor.start()
-    except (LiveNotConfirmed, MonitorRefused) as exc:
-        raise CliError(str(exc)) from None
+    await _start_monitor(monitor, args.kalshi_env)
     from rich.console import Console
     from rich.live import Live
 
@@ -734,7 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--kalshi-env",
         choices=["prod", "demo", "custom"],
-        default="demo",
+        default=DEFAULT_KALSHI_ENV,
         help="Kalshi environment (default demo)",
     )
     m.add_argument("--kalshi-rest", default=None, help="REST base URL for --kalshi-env custom")

@@ -52,7 +52,7 @@ from arbkit.gateways.ibkr_client import IbkrGateway
 from arbkit.gateways.ibkr_orders import IbkrOrderClient
 from arbkit.gateways.kalshi_auth import KalshiAuth
 from arbkit.gateways.kalshi_orders import KalshiOrderClient
-from arbkit.gateways.kalshi_rest import KalshiRestClient
+from arbkit.gateways.kalshi_rest import KalshiApiError, KalshiRestClient
 from arbkit.gateways.kalshi_websocket import KalshiWebSocket
 from arbkit.model import (
     MONEY_SCALE,
@@ -98,6 +98,11 @@ class MonitorRefused(RuntimeError):
 
 class MonitorLocked(MonitorRefused):
     """Another monitor already writes this database or trades this account."""
+
+
+class KalshiKeyRejected(MonitorRefused):
+    """Kalshi answered 401/403 to the API key at start: retrying cannot fix it (the key
+    is for another environment, revoked, or the key file does not match the id)."""
 
 
 class LiveNeedsJournal(MonitorRefused):
@@ -335,6 +340,23 @@ class ArbitrageMonitor:
             await self._teardown()
             raise
 
+    async def _check_kalshi_key(self) -> None:
+        """One signed read before anything subscribes: a rejected key is fatal at start,
+        not an endless reconnect loop. A venue that is down is not (the feeds retry)."""
+        assert self.kalshi_rest is not None
+        try:
+            await asyncio.wait_for(self.kalshi_rest.get_balance(), self.venue_connect_timeout_s)
+        except KalshiApiError as exc:
+            if exc.status in (401, 403):
+                ke = self.kalshi_endpoint
+                raise KalshiKeyRejected(
+                    f"Kalshi rejected API key {ke.auth.key_id} at {ke.rest_url} "
+                    f"(HTTP {exc.status} {exc.code or exc.message})".rstrip()
+                ) from None
+            log.warning("kalshi: key check at start failed (%s); the feeds will retry", exc)
+        except TimeoutError:
+            log.warning("kalshi: no answer at start; the feeds will retry")
+
     def _lock(self, path: Path, what: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(path)
@@ -457,6 +479,7 @@ class ArbitrageMonitor:
                 busy=lambda: set(self._inflight.values()),
                 activity=self.executor.state.last_execution_ns,
             )
+        await self._check_kalshi_key()
         await self.kalshi_ws.start()
         try:
             await asyncio.wait_for(self.ibkr_gw.start(), self.venue_connect_timeout_s)

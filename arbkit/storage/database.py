@@ -366,6 +366,9 @@ def _spread_params(s: SpreadSample) -> tuple[Any, ...]:
 # ------------------------------------------------------------ database ------------
 
 
+_RUN_ID_BITS = 32  # opportunity ids: run rowid in the high bits, sequence in the low
+
+
 class Database:
     """Async handle on the arbkit SQLite file. ``await open()`` before use.
 
@@ -397,6 +400,15 @@ class Database:
             )
         )
         self.run_id = run_id
+        # Opportunity ids are allocated here, ahead of their (batched) insert. Each run owns
+        # the block [rowid << 32, (rowid + 1) << 32): another writer on the same file (a
+        # replay --db next to a monitor) can never hand out the same id. Ids from before
+        # this scheme are all below 1 << 32.
+        async with self._lock:
+            row = await _fetchone(
+                self._conn(), "SELECT rowid FROM runs WHERE run_id = ?", (run_id,)
+            )
+        self._next_opp_id = int(row[0]) << _RUN_ID_BITS
         return run_id
 
     async def end_run(self) -> None:

@@ -178,3 +178,41 @@ async def test_journal_commits_while_writer_is_busy(db: Database) -> None:
             await intent(db, f"e{n}")
     assert w.stats.written_spreads == 5_000
     assert len(await db.open_executions()) == 20
+
+
+async def test_two_writers_on_one_file_lose_no_rows(tmp_path: object) -> None:
+    """A replay --db next to a running monitor: two runs write opportunities into one
+    file at the same time. Each run allocates ids from its own block, so no insert
+    collides (``UNIQUE constraint failed``) and every row of both runs is kept."""
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "shared.sqlite"
+    a, b = Database(path), Database(path)
+    await a.open()
+    await b.open()  # both read the same MAX(id) here
+    try:
+        runs = [await a.begin_run("paper", "x"), await b.begin_run("replay", "y")]
+        wa = DatabaseWriter(a, flush_interval_ms=5, batch_size=7)
+        wb = DatabaseWriter(b, flush_interval_ms=5, batch_size=5)
+        wa.start()
+        wb.start()
+        ids = []
+        for i in range(60):
+            ids.append(wa.opportunity(make_opportunity("A", 1_000 + i), Mode.PAPER, "executed"))
+            ids.append(wb.opportunity(make_opportunity("B", 2_000 + i), Mode.PAPER, "skipped"))
+            await asyncio.sleep(0)
+        await wa.stop()
+        await wb.stop()
+        assert len(set(ids)) == 120 and None not in ids
+        assert (wa.stats.dropped, wb.stats.dropped) == (0, 0)
+        for db in (a, b):
+            assert await count(db, "opportunities") == 120
+    finally:
+        await a.close()
+        await b.close()
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    got = dict(con.execute("SELECT run_id, count(*) FROM opportunities GROUP BY run_id"))
+    con.close()
+    assert got == {runs[0]: 60, runs[1]: 60}
