@@ -26,6 +26,7 @@ BENCHES: dict[str, str] = {
     "hot_path": "benchmarks.hot_path",
     "replay": "benchmarks.replay_bench",
     "sweep": "benchmarks.sweep_bench",
+    "sweep_scale": "benchmarks.sweep_scale",
     "order_path": "benchmarks.order_path",
     "duckdb": "benchmarks.duckdb_bench",
     "live_monitor": "benchmarks.live_monitor",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from arbkit.cli import main
 from arbkit.config.execution_loader import ExecutionConfig
 from arbkit.config.loader import load_symbol_map
 from arbkit.model import Mode
+from arbkit.storage.capture import symbol_map_path
 
 TABLES = ("opportunities", "spreads", "arb_executions", "executions", "positions")
 
@@ -36,7 +39,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ]
     )  # fmt: skip
     assert rc == 0
-    return {"db": db, "capture": cap, "symbols": d / "data" / "sim" / "symbols.toml"}
+    [run_dir] = (d / "data" / "runs").glob("demo-*")
+    return {"db": db, "capture": cap, "symbols": symbol_map_path(cap), "run_dir": run_dir}
 
 
 def _rows(db: Path, table: str, *, without_run: bool = False) -> list[tuple[object, ...]]:
@@ -68,14 +72,35 @@ def test_demo_fills_all_tables(demo_run: dict[str, Path]) -> None:
 
 
 def _replay_db(demo: dict[str, Path], out: Path) -> int:
-    return main(
-        [
-            "replay", str(demo["capture"]),
-            "--symbols", str(demo["symbols"]),
-            "--db", str(out),
-            "--quiet",
-        ]
-    )  # fmt: skip
+    # no --symbols: the map recorded next to the capture is used
+    return main(["replay", str(demo["capture"]), "--db", str(out), "--quiet"])
+
+
+def test_capture_carries_its_symbol_map_and_each_run_its_own_directory(
+    demo_run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo wrote its key and map to a directory of its own (a second run cannot
+    overwrite them) and the capture's sidecar holds the same map, 0600 like the capture.
+    Replay needs no --symbols; a map that matches nothing in the capture is refused."""
+    run_dir = demo_run["run_dir"]
+    assert (run_dir / "kalshi-demo-key.pem").stat().st_mode & 0o777 == 0o600
+    sidecar = demo_run["symbols"]
+    assert sidecar.stat().st_mode & 0o777 == 0o600
+    recorded = load_symbol_map(sidecar)
+    assert recorded.symbols == load_symbol_map(run_dir / "symbols.toml").symbols
+    capsys.readouterr()
+    assert main(["replay", str(demo_run["capture"]), "--quiet", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["symbols"] == str(sidecar) and out["events"] > 0 and out["executed"] > 0
+    assert out["realized_pnl_usd"] == str(Decimal(out["realized_pnl_e6"]).scaleb(-6))
+    other = Path(__file__).resolve().parent.parent / "arbkit" / "examples" / "symbols.toml"
+    assert main(["replay", str(demo_run["capture"]), "--symbols", str(other), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none of its" in err[0] and "not the map this capture" in err[0]
+    bare = tmp_path / "bare.jsonl.gz"
+    bare.write_bytes(demo_run["capture"].read_bytes())  # a copy without its sidecar
+    assert main(["replay", str(bare), "--quiet"]) == 2
+    assert "no symbol map was recorded with it" in capsys.readouterr().err
 
 
 def test_replay_is_deterministic(demo_run: dict[str, Path], tmp_path: Path) -> None:
@@ -135,12 +160,27 @@ def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         main(["replay", str(tmp_path / "nope.jsonl"), "--symbols", str(tmp_path / "s.toml")]) == 2
     )
     err = capsys.readouterr().err
+    assert "nope.jsonl: capture not found" in err  # the capture first: it may carry its map
+    (tmp_path / "c.jsonl").write_text("")
+    assert main(["replay", str(tmp_path / "c.jsonl"), "--symbols", str(tmp_path / "s.toml")]) == 2
+    err = capsys.readouterr().err
     assert "s.toml" in err and "not found" in err
     bad = tmp_path / "e.toml"
     bad.write_text("[detector]\nmin_edge_usd = 'lots'\n")
     sym = Path(__file__).resolve().parent.parent / "arbkit" / "examples" / "symbols.toml"
     assert (
-        main(["sweep", "x.jsonl", "--symbols", str(sym), "--execution", str(bad), "--grid", "a=1"])
+        main(
+            [
+                "sweep",
+                str(tmp_path / "c.jsonl"),
+                "--symbols",
+                str(sym),
+                "--execution",
+                str(bad),
+                "--grid",
+                "a=1",
+            ]
+        )
         == 2
     )
     err = capsys.readouterr().err
@@ -193,6 +233,6 @@ def test_every_row_carries_its_run_and_analyze_filters_by_run(
     assert main(["analyze", "--db", str(demo_run["db"]), "--run", run_id]) == 0
     assert f"filtered: run {run_id}" in capsys.readouterr().out
     assert main(["analyze", "--db", str(demo_run["db"]), "--run", "r-nope"]) == 2
-    assert "no run 'r-nope'" in capsys.readouterr().out
+    assert "no run 'r-nope'" in capsys.readouterr().err  # a mistake: one line on stderr
     assert main(["analyze", "--db", str(demo_run["db"]), "--since", "2999-01-01"]) == 0
     assert "filtered: since 2999-01-01" in capsys.readouterr().out

@@ -153,6 +153,27 @@ _QUERIES = (
         """,
     ),
     Query(
+        # The same counts as opportunities_by_hour in buckets of $bucket_s seconds: a
+        # demo-length history (seconds to minutes) gets a readable time axis
+        # (bucket_seconds picks the size from the history's span).
+        "opportunities_over_time",
+        "Opportunities over time and their net edge per contract",
+        f"""
+        SELECT make_timestamp_ns(detected_ns // ($bucket_s::BIGINT * 1000000000)
+                                 * ($bucket_s::BIGINT * 1000000000)) AS bucket,
+               symbol,
+               count(*) AS opportunities,
+               count(*) FILTER (WHERE decision = 'executed') AS executed,
+               {_usd("round(avg(net_edge_per_contract_e6))")} AS mean_net_edge_usd,
+               {_usd("max(net_edge_per_contract_e6)")} AS max_net_edge_usd,
+               {_usd("sum(expected_profit_e6)")} AS expected_profit_usd
+        FROM v_opportunities
+        GROUP BY ALL
+        ORDER BY bucket, symbol
+        """,
+        {"bucket_s": 3_600},
+    ),
+    Query(
         # One opportunities row per decision: the pipeline re-decides a live episode every
         # redecide_ms (default 1 s), so detections of one (symbol, combo) less than gap_ms
         # apart belong to one episode. duration = last − first detection: a lower bound
@@ -220,6 +241,25 @@ _QUERIES = (
         WINDOW w AS (PARTITION BY mode ORDER BY updated_ns, execution_id
                      ROWS UNBOUNDED PRECEDING)
         ORDER BY mode, updated_ns, execution_id
+        """,
+    ),
+    Query(
+        # Every execution of the window (realized PnL is 0 until known), per symbol and
+        # mode: what a trader asks first after "how much?" — "where from?".
+        "pnl_by_symbol",
+        "Realized PnL per symbol",
+        f"""
+        SELECT symbol, mode, count(*) AS executions,
+               count(*) FILTER (WHERE state = 'done') AS done,
+               count(*) FILTER (WHERE state = 'hedged') AS hedged,
+               count(*) FILTER (WHERE state = 'unhedged') AS unhedged,
+               count(*) FILTER (WHERE state NOT IN {_TERMINAL}) AS open,
+               {_usd("sum(expected_profit_e6)")} AS expected_profit_usd,
+               {_usd("sum(realized_pnl_e6)")} AS realized_pnl_usd,
+               {_usd("sum(hedge_cost_e6)")} AS hedge_cost_usd
+        FROM v_arb_executions
+        GROUP BY ALL
+        ORDER BY symbol, mode
         """,
     ),
     Query(
@@ -303,6 +343,7 @@ class Analysis:
         so every query and the summary."""
         self.source = Path(source)
         self.run = run
+        self._since_ns, self._until_ns = since_ns, until_ns
         self.columnar = self.source.is_dir()  # a Parquet export
         if not self.source.exists():
             raise FileNotFoundError(
@@ -368,7 +409,11 @@ class Analysis:
         return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
     def summary(self) -> dict[str, Any]:
-        """Headline numbers: rows per table, pnl, hedge cost, decisions, states, best edges."""
+        """Headline numbers: rows per table, pnl (total, per mode, per symbol), hedge cost,
+        decisions, states, best edges, the runs and time span covered, and the open
+        positions (``positions``: rows held; ``stale_positions``: rows with contracts
+        that are not held any more, see :meth:`open_positions`; ``open_positions``: how
+        many rows are held)."""
         con = self.con
         # the filtered views (run / time window), never the base tables
         counts = {t: _scalar(con, f"SELECT count(*) FROM v_{t}") for t in TABLES if t != "spreads"}
@@ -391,6 +436,7 @@ class Analysis:
                 "FROM v_opportunities GROUP BY symbol ORDER BY symbol"
             ).fetchall()
         }
+        positions, stale = self.open_positions()
         counts["spreads"] = 0
         for sym, samples, lowest in con.execute(  # one pass over the biggest table
             "SELECT symbol, count(*), "
@@ -408,9 +454,108 @@ class Analysis:
             "hedge_cost_usd_by_mode": hedge,
             "opportunities_by_decision": _by(con, "decision", "v_opportunities"),
             "executions_by_state": _by(con, "state", "v_arb_executions"),
-            "open_positions": _scalar(con, "SELECT count(*) FROM v_positions WHERE qty_e2 <> 0"),
+            "open_positions": len(positions),
+            "positions": positions,
+            "stale_positions": stale,
             "by_symbol": best,
+            "pnl_by_symbol": self.records("pnl_by_symbol"),
+            "runs": self.run_count(),
+            **self.span(),
         }
+
+    def span(self) -> dict[str, int | None]:
+        """First and last recorded time (epoch ns) over spreads, opportunities and
+        executions in the window; None for an empty window."""
+        row = self.con.execute(
+            "SELECT min(lo), max(hi) FROM ("
+            " SELECT min(sampled_ns) AS lo, max(sampled_ns) AS hi FROM v_spreads"
+            " UNION ALL SELECT min(detected_ns), max(detected_ns) FROM v_opportunities"
+            " UNION ALL SELECT min(created_ns), max(updated_ns) FROM v_arb_executions)"
+        ).fetchone()
+        first, last = row if row else (None, None)
+        return {
+            "first_ns": None if first is None else int(first),
+            "last_ns": None if last is None else int(last),
+        }
+
+    def run_count(self) -> int:
+        """Runs in the window: from the ``runs`` table (a run overlapping the time
+        window), or — a Parquet export or a file from before v6 — the distinct run ids
+        of the rows."""
+        if self.run is not None:
+            return 1
+        where = []
+        if self._since_ns is not None:
+            where.append(f"coalesce(ended_ns, 9223372036854775807) >= {self._since_ns}")
+        if self._until_ns is not None:
+            where.append(f"started_ns < {self._until_ns}")
+        cond = f" WHERE {' AND '.join(where)}" if where else ""
+        try:
+            n = _scalar(self.con, f"SELECT count(*) FROM db.runs{cond}")
+        except duckdb.Error:
+            n = 0
+        if n:
+            return n
+        return _scalar(
+            self.con,
+            "SELECT count(DISTINCT run_id) FROM (SELECT run_id FROM v_spreads UNION ALL "
+            "SELECT run_id FROM v_opportunities UNION ALL SELECT run_id FROM v_arb_executions)"
+            " WHERE run_id <> ''",
+        )
+
+    def open_positions(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(held, stale): position rows with contracts, and the ones not counted as held.
+
+        Stale = a market that paid out after the row was last written (a settlements row
+        for that symbol and venue), or a paper row written by a paper run older than the
+        newest paper run that wrote positions (paper positions exist only in the journal;
+        each paper run rewrites the ones it holds). Live rows are never called stale: only
+        the venue may say a real position is gone. Without the ``runs`` and
+        ``settlements`` tables (a Parquet export) every row with contracts is held.
+        """
+        cur = self.con.execute(
+            "SELECT symbol, venue, outcome, qty_e2, cost_e6, updated_ns, run_id "
+            "FROM v_positions WHERE qty_e2 <> 0 ORDER BY symbol, venue, outcome"
+        )
+        rows = [
+            {
+                "symbol": r[0],
+                "venue": r[1],
+                "outcome": r[2],
+                "contracts": Decimal(int(r[3])).scaleb(-2),
+                "cost_usd": Decimal(int(r[4])).scaleb(-6),
+                "updated_ns": int(r[5]),
+                "run_id": r[6],
+            }
+            for r in cur.fetchall()
+        ]
+        try:
+            run_rows = self.con.execute("SELECT run_id, mode, started_ns FROM db.runs").fetchall()
+        except duckdb.Error:
+            run_rows = []
+        modes = {r[0]: r[1] for r in run_rows}
+        started = {r[0]: int(r[2]) for r in run_rows}
+        try:
+            settled = self.con.execute(
+                "SELECT symbol, venue, max(settled_ns) FROM db.settlements GROUP BY ALL"
+            ).fetchall()
+        except duckdb.Error:
+            settled = []
+        settled_at = {(r[0], r[1]): int(r[2]) for r in settled}
+        paper_runs = [x["run_id"] for x in rows if modes.get(x["run_id"]) == "paper"]
+        newest_paper = max(paper_runs, key=lambda r: started[r]) if paper_runs else None
+        held: list[dict[str, Any]] = []
+        stale: list[dict[str, Any]] = []
+        for x in rows:
+            x["mode"] = modes.get(x["run_id"], "")
+            paid = settled_at.get((x["symbol"], x["venue"]))
+            if paid is not None and paid >= x["updated_ns"]:
+                stale.append({**x, "why": "market settled after this row was written"})
+            elif x["mode"] == "paper" and x["run_id"] != newest_paper:
+                stale.append({**x, "why": f"paper row of an older run (newest {newest_paper})"})
+            else:
+                held.append(x)
+        return held, stale
 
     # -- lifecycle
 
@@ -450,6 +595,21 @@ def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
 def _by(con: duckdb.DuckDBPyConnection, col: str, view: str) -> dict[str, int]:
     rows = con.execute(f"SELECT {col}, count(*) FROM {view} GROUP BY 1 ORDER BY 1").fetchall()
     return {str(k): int(n) for k, n in rows}
+
+
+BUCKETS_S = (1, 5, 15, 60, 300, 900, 3_600, 4 * 3_600, 86_400, 7 * 86_400)
+
+
+def bucket_seconds(first_ns: int | None, last_ns: int | None, most: int = 60) -> int:
+    """The smallest bucket (seconds) that cuts the span into at most ``most`` bars: a
+    30-second demo gets 1-second bars, a month of history gets daily ones."""
+    if first_ns is None or last_ns is None:
+        return BUCKETS_S[0]
+    span_s = (last_ns - first_ns) / 1e9
+    for b in BUCKETS_S:
+        if span_s / b <= most:
+            return b
+    return BUCKETS_S[-1]
 
 
 def utc_ns(text: str | None) -> int | None:

@@ -525,6 +525,7 @@ def _usd6(money: int) -> str:
 class SweepRow:
     params: dict[str, str]
     result: ReplayResult
+    capture: str = ""  # which capture (a sweep over several); "" leaves the column out
 
     def as_dict(self) -> dict[str, object]:
         r = self.result
@@ -542,6 +543,8 @@ class SweepRow:
             executions_hedged=r.executions_hedged,
             executions_unhedged=r.executions_unhedged,
         )
+        if self.capture:
+            d["capture"] = self.capture
         return d
 
 

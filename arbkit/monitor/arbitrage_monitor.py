@@ -33,7 +33,7 @@ from filelock import Timeout as LockTimeout
 from arbkit.arbitrage.fee_model import FeeModel, SeriesFee, UnknownFeeType
 from arbkit.arbitrage.pipeline import DetectionPipeline, EpisodeEnd, SpreadSample
 from arbkit.config.execution_loader import ExecutionConfig, check_live_allowed, usd_text
-from arbkit.config.loader import SymbolMap
+from arbkit.config.loader import SymbolMap, symbol_map_toml
 from arbkit.execution.consumption import OwnFills
 from arbkit.execution.executor import Decision, Executor, Reservation
 from arbkit.execution.journal import AuditRecord, ExecutionRecord, Journal, MemoryJournal
@@ -204,6 +204,12 @@ class MonitorSnapshot:
     # ForecastEx coupon accrued on the positions (this mode, every run), and the rate now
     coupon_accrued: Money = Money(0)
     coupon_bps: int = 0
+    # The monitor's event alerts (fee drift, symbol blocked): (ts_ns, symbol, why), newest last
+    alerts: list[tuple[int, str, str]] = field(default_factory=list)
+    # Latency histogram per stage over each ring's window: counts per bucket of
+    # ``latency_edges_ms`` (len(edges) + 1 buckets: below the first edge … above the last)
+    latency_edges_ms: tuple[float, ...] = ()
+    latency_hist: dict[str, list[int]] = field(default_factory=dict)
 
 
 _OUTCOME_OF = {"yes": Outcome.YES, "no": Outcome.NO}  # Kalshi result → outcome
@@ -406,7 +412,14 @@ class ArbitrageMonitor:
         else:
             journal = MemoryJournal()
         if self.record_path is not None:
-            self.capture = CaptureWriter(self.record_path)
+            self.capture = CaptureWriter(
+                self.record_path,
+                symbol_map_text=symbol_map_toml(
+                    self.symbol_map,
+                    [f"The symbol map this capture ({Path(self.record_path).name}) was "
+                     "recorded with: arbkit replay reads it when --symbols is not given."],
+                ),
+            )  # fmt: skip
             self.capture.start()
         ke = self.kalshi_endpoint
         # Market states and close times are read in every mode (orders only in live).
@@ -1643,6 +1656,18 @@ class ArbitrageMonitor:
             "db_dropped": self.writer.dropped if self.writer is not None else 0,
             "capture_dropped": self.capture.stats.dropped if self.capture is not None else 0,
         }
+        import numpy as np  # the histograms only: one vectorised pass per ring
+
+        edges_ms: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+        edges_ms += (20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
+        edges_ns = np.asarray([round(e * 1e6) for e in edges_ms], dtype=np.int64)
+        hist = {
+            stage: np.bincount(
+                np.searchsorted(edges_ns, np.frombuffer(ring._buf, dtype=np.int64), "right"),
+                minlength=len(edges_ms) + 1,
+            ).tolist()
+            for stage, ring in self.latency.rings.items()
+        }
         return MonitorSnapshot(
             ts_ns=now,
             mode=self.mode,
@@ -1683,6 +1708,9 @@ class ArbitrageMonitor:
             ),
             coupon_accrued=self.coupon_accrued,
             coupon_bps=ex.fees.coupon_bps_at(now) if ex is not None else 0,
+            alerts=list(self.alerts)[-50:],
+            latency_edges_ms=edges_ms,
+            latency_hist=hist,
         )
 
     def _venue_health(self) -> list[tuple[Venue, Any, int, int, bool]]:

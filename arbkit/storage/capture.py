@@ -203,6 +203,35 @@ def _check_t(recv_ts_ns: int) -> None:
         raise TypeError(f"receive time must be int ns >= 0, got {recv_ts_ns!r}")
 
 
+SYMBOLS_SUFFIX = ".symbols.toml"
+
+
+def symbol_map_path(capture: str | Path) -> Path:
+    """The sidecar next to a capture holding the symbol map it was recorded with
+    (``c.jsonl.gz`` → ``c.jsonl.gz.symbols.toml``). A sidecar, not a header line: the
+    capture stays one event per line, as DESIGN.md's contract says."""
+    return Path(f"{capture}{SYMBOLS_SUFFIX}")
+
+
+def write_symbol_map(capture: str | Path, text: str, *, append: bool = False) -> Path:
+    """Write the sidecar (0600, like the capture). Appending to a capture recorded with
+    another map is refused: one capture, one map."""
+    path = symbol_map_path(capture)
+    if append and path.exists():
+        if path.read_text(encoding="utf-8") != text:
+            raise ValueError(
+                f"{path}: the capture was recorded with another symbol map; record to a "
+                "new file instead of appending"
+            )
+        return path
+    fd = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
+
+
 def kalshi_line(raw: str, recv_ts_ns: int) -> bytes:
     """One capture line (with newline) for a Kalshi WebSocket message."""
     _check_t(recv_ts_ns)
@@ -246,11 +275,13 @@ class CaptureWriter:
         max_queue: int = 1_000_000,
         flush_interval_ms: int = 200,
         if_exists: Literal["error", "append", "overwrite"] = "error",
+        symbol_map_text: str | None = None,
     ) -> None:
         modes = {"error": "xb", "append": "ab", "overwrite": "wb"}
         if if_exists not in modes:
             raise ValueError(f"if_exists={if_exists!r}: expected one of {sorted(modes)}")
         self.path = Path(path)
+        self.symbol_map_text = symbol_map_text
         self._mode = modes[if_exists]
         self._max_queue = max_queue
         self._interval_s = flush_interval_ms / 1000
@@ -282,6 +313,12 @@ class CaptureWriter:
         fd = os.open(self.path, flags, 0o600)
         with contextlib.suppress(OSError):
             os.fchmod(fd, 0o600)  # an appended file written 0644 before tightens too
+        if self.symbol_map_text is not None:
+            try:
+                write_symbol_map(self.path, self.symbol_map_text, append=self._mode == "ab")
+            except BaseException:
+                os.close(fd)
+                raise
         raw = os.fdopen(fd, self._mode.replace("x", "w"))
         self._file = gzip.GzipFile(fileobj=raw, mode="wb") if self.gzip else raw  # type: ignore[assignment]
         self._raw = raw

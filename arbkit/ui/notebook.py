@@ -37,6 +37,42 @@ class CredentialsMissing(RuntimeError):
     """Real venues need credentials in the environment (never in the notebook)."""
 
 
+class AlreadyRunning(RuntimeError):
+    """This kernel already runs a monitor of another kind (local venues vs real ones)."""
+
+
+# The session this kernel runs (one kernel = one process): Run All twice reuses it
+# instead of starting a second monitor on the same account, database and ports.
+_running: dict[str, Session] = {}
+
+
+def running_session() -> Session | None:
+    """The monitor session this kernel is running, if any."""
+    s = _running.get("session")
+    if s is not None and not s.monitor._started:
+        _running.pop("session", None)
+        return None
+    return s
+
+
+def _reuse(kind: str) -> Session | None:
+    s = running_session()
+    if s is None:
+        return None
+    if s.kind != kind:
+        raise AlreadyRunning(
+            f"this kernel already runs a monitor against {s.kind} venues; run "
+            "`await session.stop()` (or restart the kernel) before starting one against "
+            f"{kind} venues"
+        )
+    print(
+        f"a monitor is already running in this kernel ({s.kind} venues, "
+        f"{len(s.monitor.symbol_map.symbols)} symbols, mode {s.monitor.mode.value}): "
+        "reusing it. Run `await session.stop()` first to start one with new parameters."
+    )
+    return s
+
+
 @dataclass(slots=True)
 class Session:
     """A running monitor (and the local venues, when simulated). Unpacks as
@@ -45,13 +81,16 @@ class Session:
     venues: LocalVenues | None
     monitor: ArbitrageMonitor
     dashboards: list[Any] = field(default_factory=list)
+    kind: str = "local"  # "local" (simulated venues) or "real"
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.venues, self.monitor))
 
     async def stop(self) -> None:
+        if _running.get("session") is self:
+            _running.pop("session", None)
         for d in self.dashboards:
-            d.stop()
+            await d.aclose()
         self.dashboards.clear()
         try:
             await self.monitor.stop()
@@ -60,9 +99,13 @@ class Session:
                 await self.venues.stop()
 
     def dashboard(self, **kw: Any) -> Any:
-        """A live Dashboard over this session's monitor (stopped with the session)."""
+        """A live Dashboard over this session's monitor (stopped with the session). A
+        new one replaces the previous one (a re-run cell), so only one refreshes."""
         from arbkit.ui.dashboard import Dashboard
 
+        for old in self.dashboards:
+            old.stop()
+        self.dashboards.clear()
         d = Dashboard(self.monitor, **kw)
         self.dashboards.append(d)
         return d
@@ -80,8 +123,15 @@ async def start_local_demo(
     updates_per_s: float = 300.0,
     dislocation_rate_per_min: float = 4.0,
     data_dir: str | Path | None = None,
+    register: bool = True,
 ) -> Session:
-    """Local venues + market model + monitor, connected through the real gateways."""
+    """Local venues + market model + monitor, connected through the real gateways; the
+    kernel's running local session instead, if it has one (``register=False``: a
+    private session that neither reuses nor becomes the kernel's)."""
+    if register:
+        reused = _reuse("local")
+        if reused is not None:
+            return reused
     cfg = load_execution_config(execution_file) if execution_file else ExecutionConfig()
     cfg = apply_overrides(cfg, {"mode": mode, **(overrides or {})}, "start_local_demo")
     if cfg.mode is Mode.LIVE:
@@ -109,7 +159,10 @@ async def start_local_demo(
         await monitor.stop()
         await venues.stop()
         raise
-    return Session(venues, monitor)
+    session = Session(venues, monitor)
+    if register:
+        _running["session"] = session
+    return session
 
 
 async def start_real(
@@ -128,7 +181,11 @@ async def start_real(
 ) -> Session:
     """Kalshi (``kalshi_env`` demo/prod) + TWS/IB Gateway from config files. Credentials:
     KALSHI_API_KEY_ID and KALSHI_PRIVATE_KEY_PATH (or KALSHI_PRIVATE_KEY) in the
-    environment. Live orders need ``mode = "live"`` in the file AND ``confirm_live``."""
+    environment. Live orders need ``mode = "live"`` in the file AND ``confirm_live``.
+    The kernel's running real session instead, if it has one."""
+    reused = _reuse("real")
+    if reused is not None:
+        return reused
     rest, ws = KALSHI_ENVIRONMENTS[kalshi_env]
     try:
         auth = KalshiAuth.from_env(dict(os.environ) if env is None else env)
@@ -148,7 +205,8 @@ async def start_real(
         confirm_live=confirm_live,
     )
     await monitor.start()
-    return Session(None, monitor)
+    session = _running["session"] = Session(None, monitor, kind="real")
+    return session
 
 
 async def record_demo_capture(
@@ -172,6 +230,7 @@ async def record_demo_capture(
         mode="monitor",
         updates_per_s=updates_per_s,
         dislocation_rate_per_min=dislocation_rate_per_min,
+        register=False,
     )
     try:
         assert session.venues is not None

@@ -6,6 +6,7 @@ nothing computed here flows back into a money path.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,8 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from arbkit.arbitrage.fee_model import FeeModel
 from arbkit.arbitrage.pipeline import SpreadSample
-from arbkit.model import MONEY_SCALE, PRICE_SCALE, QTY_SCALE, Outcome, Price, Qty, Venue
+from arbkit.config.execution_loader import usd_text as _exact_usd
+from arbkit.config.loader import SymbolSpec
+from arbkit.execution.journal import ExecState
+from arbkit.model import MONEY_SCALE, PRICE_SCALE, QTY_SCALE, Money, Outcome, Price, Qty, Venue
 from arbkit.monitor.arbitrage_monitor import MonitorSnapshot
 
 COMBOS = ("kalshi_yes", "kalshi_no")
@@ -46,6 +51,12 @@ def usd_text(money: int) -> str:
     return f"{sign}${abs(money) / MONEY_SCALE:,.2f}"
 
 
+def usd_exact(money: int) -> str:
+    """Money as exact dollars ("$0.025", "-$1.5", "$20"): for settings, where $0.01 and
+    $0.015 must not both show as "$0.01"."""
+    return ("-$" if money < 0 else "$") + _exact_usd(abs(money))
+
+
 def price_text(price: int | None) -> str:
     return "—" if price is None else f"{price / PRICE_SCALE:.4f}".rstrip("0").rstrip(".")
 
@@ -56,7 +67,10 @@ def ts_datetime(ts_ns: int) -> datetime:
 
 @dataclass(slots=True)
 class CostHistory:
-    """Bounded per-symbol history of the gross cost to arb both combinations.
+    """Bounded per-symbol history of the cost to arb both combinations: the gross cost of
+    both best asks and the fees per contract at those asks (Kalshi's fee, ForecastEx's
+    fee and both slippage buffers), so the chart can show the cost after fees against
+    the detector's threshold.
 
     Kept by time (``history_s``) and by count (``max_points``), whichever is tighter, so
     a long-running dashboard has constant memory and constant figure-update size.
@@ -64,15 +78,24 @@ class CostHistory:
 
     history_s: float = 300.0
     max_points: int = 2_000
-    _data: dict[str, deque[tuple[int, int | None, int | None]]] = field(default_factory=dict)
+    _data: dict[str, deque[tuple[int, int | None, int | None, int, int]]] = field(
+        default_factory=dict
+    )
 
-    def add(self, books: dict[str, SpreadSample], ts_ns: int) -> None:
+    def add(
+        self,
+        books: dict[str, SpreadSample],
+        ts_ns: int,
+        fees: Mapping[str, tuple[Money, Money]] | None = None,
+    ) -> None:
+        """``fees``: per symbol, the fees per contract (Money) for (kalshi_yes, kalshi_no)."""
         horizon = ts_ns - int(self.history_s * 1e9)
         for sym, s in books.items():
             d = self._data.get(sym)
             if d is None:
                 d = self._data[sym] = deque(maxlen=self.max_points)
-            d.append((ts_ns, s.cost_kalshi_yes, s.cost_kalshi_no))
+            fy, fn = fees.get(sym, (0, 0)) if fees is not None else (0, 0)
+            d.append((ts_ns, s.cost_kalshi_yes, s.cost_kalshi_no, fy, fn))
             while d and d[0][0] < horizon:
                 d.popleft()
 
@@ -82,14 +105,39 @@ class CostHistory:
     def __len__(self) -> int:
         return sum(len(d) for d in self._data.values())
 
+    def latest_after_fees(self, symbol: str) -> int | None:
+        """The cheaper combination's cost after fees now, in Money per contract (None when
+        neither combination has both sides)."""
+        d = self._data.get(symbol)
+        if not d:
+            return None
+        _t, cy, cn, fy, fn = d[-1]
+        costs = [c * _MONEY_PER_PRICE + f for c, f in ((cy, fy), (cn, fn)) if c is not None]
+        return min(costs) if costs else None
+
+    def closest_to_edge(self, n: int) -> list[str]:
+        """The ``n`` symbols whose cheaper combination is nearest the $1 payout after
+        fees (lowest cost first; symbols with no two-sided quote last, by name)."""
+        big = 1 << 62
+        ranked = sorted(self._data, key=lambda s: (self.latest_after_fees(s) or big, s))
+        return ranked[: max(0, n)]
+
     def series(
-        self, symbol: str, combo: str, *, max_points: int | None = None
+        self,
+        symbol: str,
+        combo: str,
+        *,
+        max_points: int | None = None,
+        after_fees: bool = False,
     ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         """(times as datetime64[ms] UTC, cost in dollars with NaN where a side was empty)
         for one symbol × combo, as numpy arrays (plotly takes them without a per-element
-        pass). ``max_points`` decimates by stride, always keeping the newest point."""
+        pass); ``after_fees`` adds the fees per contract. ``max_points`` decimates by
+        stride, always keeping the newest point."""
         idx = 1 + COMBOS.index(combo)
-        rows: Sequence[tuple[int, int | None, int | None]] = list(self._data.get(symbol, ()))
+        rows: Sequence[tuple[int, int | None, int | None, int, int]] = list(
+            self._data.get(symbol, ())
+        )
         if max_points is not None and len(rows) > max_points > 0:
             step = -(-len(rows) // max_points)
             rows = rows[::-1][::step][::-1]
@@ -98,7 +146,72 @@ class CostHistory:
         cost = np.fromiter(
             (nan if r[idx] is None else r[idx] for r in rows), dtype=np.float64, count=len(rows)
         )
-        return ts.astype("datetime64[ms]"), cost / PRICE_SCALE
+        out = cost / PRICE_SCALE
+        if after_fees:
+            fee = np.fromiter((r[idx + 2] for r in rows), dtype=np.float64, count=len(rows))
+            out = out + fee / MONEY_SCALE
+        return ts.astype("datetime64[ms]"), out
+
+
+_MONEY_PER_PRICE = MONEY_SCALE // PRICE_SCALE
+
+
+def fees_per_contract(
+    sample: SpreadSample, spec: SymbolSpec, fees: FeeModel, buffers: Money
+) -> tuple[Money, Money]:
+    """Fees per contract of each combination at its best asks, as the detector's
+    top-of-book test counts them: Kalshi's exact taker fee (unrounded), ForecastEx's
+    per-contract fee and ``buffers`` (both legs' slippage buffers). The detector acts
+    only where ``cost + these <= $1 - min edge``."""
+    sched = fees.kalshi_schedule(spec.kalshi_series, ticker=spec.kalshi_ticker)
+    fx = fees.forecastex_fee_per_contract
+    out = []
+    for kalshi_ask in (sample.kalshi_yes_ask, sample.kalshi_no_ask):
+        k = sched.exact_fee_lower_bound(kalshi_ask, Qty(QTY_SCALE)) if kalshi_ask else 0
+        out.append(Money(k + fx + buffers))
+    return out[0], out[1]
+
+
+def threshold_usd(min_edge: int) -> float:
+    """Where the cost after fees must be at or below for the detector to act ($)."""
+    return (MONEY_SCALE - min_edge) / MONEY_SCALE
+
+
+@dataclass(slots=True)
+class PnlHistory:
+    """Realized PnL over the run (exact Money), a point whenever it changes, and the
+    drawdown from the running peak."""
+
+    max_points: int = 5_000
+    _pts: deque[tuple[int, int]] = field(default_factory=deque)
+    peak: int = 0
+    max_drawdown: int = 0
+
+    def add(self, ts_ns: int, pnl: Money) -> None:
+        if self._pts and self._pts[-1][1] == pnl:
+            return
+        if not self._pts and pnl != 0:
+            self._pts.append((ts_ns, 0))
+        self._pts.append((ts_ns, pnl))
+        while len(self._pts) > self.max_points:
+            self._pts.popleft()
+        self.peak = max(self.peak, pnl)
+        self.max_drawdown = max(self.max_drawdown, self.peak - pnl)
+
+    def __len__(self) -> int:
+        return len(self._pts)
+
+    def points(self, now_ns: int | None = None) -> list[tuple[int, int, int]]:
+        """(ts_ns, cumulative PnL, drawdown) in Money, extended flat to ``now_ns``."""
+        out = []
+        peak = 0
+        pts = list(self._pts) or [(now_ns or 0, 0)]
+        if now_ns is not None and pts[-1][0] < now_ns:
+            pts.append((now_ns, pts[-1][1]))
+        for t, p in pts:
+            peak = max(peak, p)
+            out.append((t, p, peak - p))
+        return out
 
 
 def depth_bars(
@@ -169,15 +282,23 @@ def opportunity_rows(snap: MonitorSnapshot, limit: int = 12) -> list[dict[str, s
     return rows
 
 
-def execution_rows(snap: MonitorSnapshot, limit: int = 8) -> list[dict[str, str]]:
+def _clock(ts_ns: int) -> str:
+    return "—" if not ts_ns else ts_datetime(ts_ns).strftime("%H:%M:%S.%f")[:-3]
+
+
+def execution_rows(snap: MonitorSnapshot, limit: int = 12) -> list[dict[str, str]]:
+    """Recent executions, newest first, with when each started and how long it took."""
     rows = []
     for e in reversed(snap.executions[-limit:]):
+        took = (e.updated_ns - e.created_ns) / 1e6 if e.updated_ns >= e.created_ns else None
         rows.append(
             {
+                "started (UTC)": _clock(e.created_ns),
+                "took ms": "—" if took is None else f"{took:,.1f}",
                 "id": e.execution_id,
                 "symbol": e.symbol,
                 "combo": e.combo,
-                "state": e.state.value,
+                "state": e.state.value.upper() if e.state is ExecState.UNHEDGED else e.state.value,
                 "qty": _qty_text(e.planned_qty),
                 "expected": usd_text(e.expected_profit),
                 "pnl": usd_text(e.realized_pnl),
@@ -185,6 +306,68 @@ def execution_rows(snap: MonitorSnapshot, limit: int = 8) -> list[dict[str, str]
             }
         )
     return rows
+
+
+def account_rows(snap: MonitorSnapshot) -> list[dict[str, str]]:
+    """Per venue: cash balance, capital locked in positions until settlement (cost basis),
+    what those positions would fetch now, and the contracts held."""
+    rows = []
+    for venue, name in ((Venue.KALSHI, "Kalshi"), (Venue.IBKR, "ForecastEx")):
+        held = sum(q for (_s, v, _o), q in snap.positions.items() if v is venue and q > 0)
+        bal = snap.balances.get(venue.value)
+        rows.append(
+            {
+                "venue": name,
+                "balance": "—" if bal is None else usd_text(bal),
+                "capital locked": usd_text(snap.committed.get(venue.value, 0)),
+                "mark to market": usd_text(snap.mark_to_market.get(venue.value, 0)),
+                "contracts held": _qty_text(held),
+            }
+        )
+    return rows
+
+
+def position_rows(snap: MonitorSnapshot) -> list[dict[str, str]]:
+    return [
+        {
+            "symbol": sym,
+            "venue": "Kalshi" if v is Venue.KALSHI else "ForecastEx",
+            "outcome": o.value.upper(),
+            "contracts": _qty_text(q),
+        }
+        for (sym, v, o), q in sorted(
+            snap.positions.items(), key=lambda kv: (kv[0][0], kv[0][1].value, kv[0][2].value)
+        )
+        if q
+    ]
+
+
+def ladder_rows(
+    yes_asks: Iterable[tuple[Price, Qty]], no_asks: Iterable[tuple[Price, Qty]], levels: int = 5
+) -> list[dict[str, str]]:
+    """A bid/ask ladder in YES terms for one venue: YES asks above, YES bids below (a
+    YES bid at p is a NO ask at $1 − p, which is how Kalshi's bids-only book reads), best
+    prices next to the spread row."""
+    asks = list(itertools.islice(yes_asks, levels))
+    bids = [(Price(PRICE_SCALE - p), q) for p, q in itertools.islice(no_asks, levels)]
+    rows = [
+        {"bid size": "", "YES price": price_text(p), "ask size": _qty_text(q)}
+        for p, q in reversed(asks)
+    ]
+    spread = price_text(asks[0][0] - bids[0][0]) if asks and bids else "—"
+    rows.append({"bid size": "", "YES price": f"spread {spread}", "ask size": ""})
+    rows += [
+        {"bid size": _qty_text(q), "YES price": price_text(p), "ask size": ""} for p, q in bids
+    ]
+    return rows
+
+
+def latency_hist_labels(edges_ms: Sequence[float]) -> list[str]:
+    """Bucket labels for ``MonitorSnapshot.latency_hist`` (len(edges) + 1 buckets)."""
+    if not edges_ms:
+        return []
+    e = [f"{x:g}" for x in edges_ms]
+    return [f"<{e[0]}"] + [f"{a}–{b}" for a, b in itertools.pairwise(e)] + [f"≥{e[-1]}"]
 
 
 def venue_rows(snap: MonitorSnapshot) -> list[dict[str, str]]:
@@ -208,9 +391,9 @@ def latency_rows(snap: MonitorSnapshot) -> list[dict[str, str]]:
         {
             "stage": k,
             "count": f"{v.count:,}",
-            "p50 µs": f"{v.p50_us:,.0f}",
-            "p99 µs": f"{v.p99_us:,.0f}",
-            "max µs": f"{v.max_us:,.0f}",
+            "p50 ms": f"{v.p50_us / 1000:,.3f}",
+            "p99 ms": f"{v.p99_us / 1000:,.3f}",
+            "max ms": f"{v.max_us / 1000:,.3f}",
         }
         for k, v in snap.latency.items()
         if v.count

@@ -73,12 +73,17 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
     nb = nbformat.read(NOTEBOOKS / "01_live_monitor.ipynb", as_version=4)
     params = {
         "RUN_SECONDS": None,  # keep running: the test drives the controls
-        "N_SYMBOLS": 3,
+        "N_SYMBOLS": 6,
         "SEED": 7,
         "MODE": "paper",
         "DB_PATH": None,
         "REFRESH_HZ": 4,
         "USE_REAL_VENUES": False,
+        "DISLOCATIONS_PER_MIN": 20.0,  # some paper executions for the PnL panel
+        "TOP_N": 3,
+        "ALERT_STALE_MS": 5000,
+        "ALERT_LARGE_EDGE_USD": "0.10",
+        "WEBHOOK_URL": None,
     }
     nbformat.write(with_parameters(nb, params), root / "01_live_monitor.ipynb")
     nb4 = nbformat.read(NOTEBOOKS / "04_contract_matching.ipynb", as_version=4)
@@ -214,14 +219,19 @@ def test_contract_matching_review_in_jupyterlab(lab: tuple[str, str]) -> None:
 
 
 def test_dashboard_in_jupyterlab(lab: tuple[str, str]) -> None:
+    """01 at a laptop's 1280×800: every figure fits the width (legend not clipped), the
+    cost chart shows the N symbols closest to an edge and the threshold line, a slider
+    change reaches the monitor (read back in dollars), a fee typo is refused next to its
+    box, the kill switch shows its state and raises the "trading halted" alert."""
     exe = _chromium()
     from playwright.sync_api import expect, sync_playwright
 
     base, token = lab
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    width, height = 1280, 800
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1500, "height": 1500})
+        page = browser.new_page(viewport={"width": width, "height": height})
         try:
             _open_and_run_all(page, base, token, "01_live_monitor.ipynb")
 
@@ -235,10 +245,30 @@ def test_dashboard_in_jupyterlab(lab: tuple[str, str]) -> None:
                 timeout=30_000,
             )
             applied = page.locator(".arbkit-applied")
-            expect(applied).to_contain_text("min_edge_usd=10000")
+            expect(applied).to_contain_text("min edge $0.01/contract")
 
+            # the N = 3 closest symbols (+ the selected one when not among them), not 12
+            # lines; the dashed threshold line after fees is drawn
+            legend = page.locator(".arbkit-cost-fig .legend .traces")
+            expect(legend.first).to_be_visible()
+            assert 3 <= legend.count() <= 4, legend.count()
+            expect(
+                page.locator(".arbkit-cost-fig").get_by_text("threshold after fees")
+            ).to_be_visible()
+
+            # every figure fits the viewport's width: nothing (legend included) clipped
+            for fig in ("cost", "selected", "book", "pnl", "latency"):
+                svg = page.locator(f".arbkit-{fig}-fig .main-svg").first
+                svg.wait_for(timeout=30_000)
+                svg.scroll_into_view_if_needed()
+                box = svg.bounding_box()
+                assert box is not None and box["width"] > 400, (fig, box)
+                assert box["x"] >= 0 and box["x"] + box["width"] <= width, (fig, box)
+                for lg in page.locator(f".arbkit-{fig}-fig .legend").all():
+                    lb = lg.bounding_box()
+                    assert lb is not None and lb["x"] + lb["width"] <= box["x"] + box["width"]
             # a slider change (keyboard on the handle) reaches the monitor; the label is
-            # read back from monitor.config, not from the slider
+            # read back from monitor.config, not from the slider, in dollars
             handle = page.locator(".arbkit-min-edge .noUi-handle")
             handle.focus()
             for _ in range(5):
@@ -246,23 +276,43 @@ def test_dashboard_in_jupyterlab(lab: tuple[str, str]) -> None:
             readout = page.locator(".arbkit-min-edge .widget-readout")
             expect(readout).not_to_have_text("1.0")
             cents = float(readout.inner_text())
-            expected = round(cents * 10_000)
-            expect(applied).to_contain_text(f"min_edge_usd={expected}")
-            assert expected != 10_000
+            assert cents != 1.0
+            dollars = f"${cents / 100:.4f}".rstrip("0").rstrip(".")
+            expect(applied).to_contain_text(f"min edge {dollars}/contract")
 
-            # the kill switch shows its state
+            # a fee typo is refused next to the box, the monitor keeps 0.07
+            box_in = page.locator(".arbkit-kalshi-fee input")
+            box_in.fill("5")
+            box_in.press("Enter")
+            msg = page.locator(".arbkit-kalshi-fee-msg")
+            expect(msg).to_contain_text("refused, not applied")
+            expect(msg).to_contain_text("out of range 0..0.5")
+            expect(applied).to_contain_text("Kalshi taker coefficient 0.07")
+
+            # the kill switch shows its state, and the alert list says trading is halted
             kill_state = page.locator(".arbkit-kill-state")
             expect(kill_state).to_contain_text("kill switch off")
             page.locator("button.arbkit-kill").click()
             expect(kill_state).to_contain_text("KILL SWITCH ON")
+            expect(page.locator(".arbkit-alerts .arbkit-alert-halted")).to_contain_text(
+                "trading halted"
+            )
             expect(page.locator(".arbkit-status")).to_contain_text("ticks")
-
-            dash.scroll_into_view_if_needed()
-            page.wait_for_timeout(500)  # one more refresh so the figure is current
-            dash.screenshot(path=str(SCREENSHOT))
-            assert SCREENSHOT.stat().st_size > 10_000
             text = dash.inner_text()
             assert re.search(r"ticks [\d,]+", text)
+
+            # what a trader sees at 1280×800, section by section (the notebook scrolls)
+            for name, anchor in (
+                ("jupyterlab_dashboard.png", ".arbkit-status"),
+                ("jupyterlab_dashboard_charts.png", ".arbkit-cost-fig"),
+                ("jupyterlab_dashboard_book.png", ".arbkit-ladder-kalshi"),
+                ("jupyterlab_dashboard_pnl.png", ".arbkit-pnl-fig"),
+                ("jupyterlab_dashboard_latency.png", ".arbkit-latency-fig"),
+            ):
+                page.locator(anchor).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+                page.wait_for_timeout(400)
+                page.screenshot(path=str(SCREENSHOT.with_name(name)))
+            assert SCREENSHOT.stat().st_size > 10_000
         except Exception:
             page.screenshot(path=str(SCREENSHOT.with_name("jupyterlab_failure.png")))
             SCREENSHOT.with_name("jupyterlab_failure.html").write_text(page.content())

@@ -142,9 +142,11 @@ def test_rows_and_texts() -> None:
     assert o["profit"] == "$0.50" and o["decision"] == "executed" and o["contracts"] == "5"
     (e,) = S.execution_rows(s)
     assert e["pnl"] == "-$1.25" and e["qty"] == "5" and e["state"] == "done"
+    assert e["started (UTC)"] == "08:00:00.000" and e["took ms"] == "0.0"
     (v,) = S.venue_rows(s)
     assert v["books valid"] == "2/2" and v["last msg ms"] == "12"
-    assert [r["stage"] for r in S.latency_rows(s)] == ["tick_to_decision"]
+    (lat,) = S.latency_rows(s)
+    assert lat["stage"] == "tick_to_decision" and lat["p50 ms"] == "0.010"  # 10 µs, in ms
     assert S.kill_state_text(s) == "kill switch off"
     assert S.kill_state_text(snapshot(kill_switch=True, kill_reason="x")) == "KILL SWITCH ON: x"
     assert "PnL $2.50" in S.status_text(s) and "PAUSED" in S.status_text(snapshot(paused=True))
@@ -170,3 +172,77 @@ def test_kill_state_text_says_reducing_and_blocked_symbols() -> None:
     assert S.kill_state_text(snap) == "REDUCING (no new executions): ibkr balance 4 USD < floor"
     snap = snapshot(blocked_symbols={"FED": "mids disagree"})
     assert S.kill_state_text(snap) == "kill switch off · blocked: FED: mids disagree"
+
+
+def test_cost_after_fees_ranks_symbols_closest_to_an_edge() -> None:
+    """The chart's N symbols are those whose cheaper combination costs least after fees;
+    fees move a symbol down the ranking even when its gross cost is lower."""
+    h = S.CostHistory(history_s=1e6, max_points=100)
+    books = {
+        "A": sample("A", T0, 9_800, 9_900),  # gross 0.98
+        "B": sample("B", T0, 9_700, None),  # gross 0.97, but 3¢ of fees
+        "C": sample("C", T0, None, None),  # no two-sided quote
+        "D": sample("D", T0, 9_950, 9_990),
+    }
+    fees = {"A": (Money(5_000), Money(5_000)), "B": (Money(30_000), Money(0))}
+    h.add(books, T0, fees)
+    assert h.latest_after_fees("A") == 985_000 and h.latest_after_fees("B") == 1_000_000
+    assert h.latest_after_fees("C") is None
+    assert h.closest_to_edge(2) == ["A", "D"]
+    assert h.closest_to_edge(10) == ["A", "D", "B", "C"]
+    _xs, ys = h.series("A", "kalshi_yes", after_fees=True)
+    assert list(ys) == [0.985]
+    assert list(h.series("A", "kalshi_yes")[1]) == [0.98]
+    assert S.threshold_usd(Money(10_000)) == 0.99
+
+
+def test_fees_per_contract_match_the_fee_model() -> None:
+    from arbkit.arbitrage.fee_model import FeeModel
+    from arbkit.config.execution_loader import FeeParams
+    from arbkit.sim.market_model import generate_universe
+
+    (spec,) = generate_universe(1, 7).symbol_map.symbols.values()
+    fm = FeeModel(FeeParams(forecastex_fee_per_contract_usd=10_000))
+    fy, fn = S.fees_per_contract(sample("A", T0, 9_800, 9_900), spec, fm, Money(2_000))
+    # Kalshi 0.07 × 0.40 × 0.60 = $0.0168 per contract; + $0.01 ForecastEx + buffers
+    assert fy == 16_800 + 10_000 + 2_000
+    assert fn == 16_653 + 12_000  # 0.07 × 0.61 × 0.39 = $0.016653 (the detector's bound)
+
+
+def test_pnl_history_and_drawdown_are_exact() -> None:
+    p = S.PnlHistory()
+    for i, pnl in enumerate((0, 2_500_000, 2_500_000, 1_000_000, 3_000_000, 2_000_000)):
+        p.add(T0 + i, Money(pnl))
+    pts = p.points(T0 + 100)
+    assert [x[1] for x in pts] == [0, 2_500_000, 1_000_000, 3_000_000, 2_000_000, 2_000_000]
+    assert [x[2] for x in pts] == [0, 0, 1_500_000, 0, 1_000_000, 1_000_000]
+    assert p.peak == 3_000_000 and p.max_drawdown == 1_500_000
+    assert S.PnlHistory().points(T0) == [(T0, 0, 0)]
+
+
+def test_account_positions_and_ladder() -> None:
+    s = snapshot(
+        balances={"kalshi": Money(1_234_500_000), "ibkr": None},
+        committed={"kalshi": Money(2_000_000), "ibkr": Money(0)},
+        mark_to_market={"kalshi": Money(2_100_000)},
+    )
+    k, f = S.account_rows(s)
+    assert k == {
+        "venue": "Kalshi",
+        "balance": "$1,234.50",
+        "capital locked": "$2.00",
+        "mark to market": "$2.10",
+        "contracts held": "5",
+    }
+    assert f["balance"] == "—" and f["contracts held"] == "0"
+    assert S.position_rows(s) == [
+        {"symbol": "A", "venue": "Kalshi", "outcome": "YES", "contracts": "5"}
+    ]
+    rows = S.ladder_rows(
+        [(Price(4_000), Qty(1_000)), (Price(4_100), Qty(50))],
+        [(Price(6_100), Qty(250))],  # a NO ask at 0.61 is a YES bid at 0.39
+    )
+    assert [r["YES price"] for r in rows] == ["0.41", "0.4", "spread 0.01", "0.39"]
+    assert rows[1]["ask size"] == "10" and rows[3]["bid size"] == "2.5"
+    assert S.latency_hist_labels((0.1, 1.0)) == ["<0.1", "0.1–1", "≥1"]
+    assert S.usd_exact(25_000) == "$0.025" and S.usd_exact(-1_500_000) == "-$1.5"
