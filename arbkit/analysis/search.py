@@ -29,26 +29,23 @@ import optuna
 
 from arbkit.analysis.executors import SweepContext, SweepExecutor, run_sweep
 from arbkit.analysis.sweep_jobs import CaptureRef, ResultStore, by_time
+from arbkit.analysis.tuning import EXPOSURE_CHARGE_BPS
+from arbkit.analysis.tuning import UNHEDGED_PENALTY_UNITS as tuning_unhedged_penalty
+from arbkit.analysis.tuning import risk_adjusted_units as tuning_risk_adjusted_units
 from arbkit.config.execution_loader import ExecutionConfig, apply_overrides
 
-# The objective's two risk charges (money units are $0.000001):
-CAPITAL_CHARGE_BPS = 100  # 1 % of the peak capital at risk (max exposure) …
-UNHEDGED_PENALTY_UNITS = 1_000_000  # … and $1.00 per execution left unhedged
+# The objective is the tuning notebook's, exactly (arbkit/analysis/tuning.py).
+CAPITAL_CHARGE_BPS = EXPOSURE_CHARGE_BPS
+UNHEDGED_PENALTY_UNITS = tuning_unhedged_penalty
 
 
-def risk_adjusted_units(
-    result: dict[str, int],
-    *,
-    capital_charge_bps: int = CAPITAL_CHARGE_BPS,
-    unhedged_penalty_units: int = UNHEDGED_PENALTY_UNITS,
-) -> int:
-    """Realized PnL less a charge on the peak capital it tied up (rounded up: the charge
-    never flatters) and a fixed penalty per unhedged execution. Integers throughout."""
-    charge = -(-int(result["max_exposure"]) * capital_charge_bps // 10_000)
-    return (
-        int(result["realized_pnl"])
-        - charge
-        - int(result["executions_unhedged"]) * unhedged_penalty_units
+def risk_adjusted_units(result: dict[str, int]) -> int:
+    """``tuning.risk_adjusted_units`` of one replay result (a job store row)."""
+    return tuning_risk_adjusted_units(
+        int(result["realized_pnl"]),
+        int(result["hedge_cost"]),
+        int(result["max_exposure"]),
+        int(result["executions_unhedged"]),
     )
 
 
@@ -158,7 +155,7 @@ def _study_key(
             "in_sample": [c.digest for c in ins],
             "out_of_sample": [c.digest for c in oos],
             "context": ctx,
-            "objective": f"risk_adjusted_units/{CAPITAL_CHARGE_BPS}/{UNHEDGED_PENALTY_UNITS}",
+            "objective": f"tuning/{CAPITAL_CHARGE_BPS}/{UNHEDGED_PENALTY_UNITS}/h1",
         },
         sort_keys=True,
     )

@@ -220,21 +220,32 @@ def grid_of(specs: dict[str, str | Sequence[str | int | float]]) -> dict[str, li
 # * max exposure: the peak capital the setting tied up in open positions. λ =
 #   EXPOSURE_CHARGE_BPS / 10⁴ = 1 % of that peak: the same PnL made with twice the capital
 #   at risk scores lower (the charge is rounded up, against the setting).
+# * unhedged executions: each one left naked halts live trading; $1.00 apiece, so a
+#   setting that leaves legs unhedged in replay never wins on PnL alone.
+# The one objective of the tuning notebook, `arbkit sweep` rankings and `arbkit search`.
 EXPOSURE_CHARGE_BPS = 100
 HEDGE_WEIGHT = 1
+UNHEDGED_PENALTY_UNITS = 1_000_000
 
 
 def risk_adjusted_units(
     realized_pnl: int,
     hedge_cost: int,
     max_exposure: int,
+    executions_unhedged: int = 0,
     *,
     exposure_charge_bps: int = EXPOSURE_CHARGE_BPS,
     hedge_weight: int = HEDGE_WEIGHT,
+    unhedged_penalty_units: int = UNHEDGED_PENALTY_UNITS,
 ) -> int:
     """The score above, in $0.000001 (integers in, integer out)."""
     charge = -(-max_exposure * exposure_charge_bps // 10_000)  # ceil for max_exposure >= 0
-    return realized_pnl - hedge_weight * hedge_cost - charge
+    return (
+        realized_pnl
+        - hedge_weight * hedge_cost
+        - charge
+        - executions_unhedged * unhedged_penalty_units
+    )
 
 
 def with_score(df: pd.DataFrame, prefix: str = "", **kw: int) -> pd.DataFrame:

@@ -141,8 +141,8 @@ def test_risk_adjusted_objective_is_exact_and_charges_round_up() -> None:
     r = dict.fromkeys(RESULT_FIELDS, 0)
     r.update(realized_pnl=10_000_000, max_exposure=1, executions_unhedged=0)
     assert risk_adjusted_units(r) == 10_000_000 - 1  # 1 % of 1 unit, rounded up
-    r.update(max_exposure=200_000_000, executions_unhedged=2)
-    assert risk_adjusted_units(r) == 10_000_000 - 2_000_000 - 2_000_000
+    r.update(max_exposure=200_000_000, executions_unhedged=2, hedge_cost=30_000)
+    assert risk_adjusted_units(r) == 10_000_000 - 30_000 - 2_000_000 - 2_000_000
     with pytest.raises(ValueError, match="whole number of steps"):
         parse_range("detector.min_edge_usd=0:0.05:0.02")
     with pytest.raises(ValueError, match="paper mode only"):
