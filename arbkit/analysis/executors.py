@@ -333,6 +333,7 @@ class DaskExecutor:
         *,
         scheduler: str | None = None,
         ship: Literal["path", "scheduler"] = "path",
+        dashboard: bool = False,
     ) -> None:
         import distributed
 
@@ -352,11 +353,11 @@ class DaskExecutor:
                 threads_per_worker=1,  # one replay per process: the GIL is not shared
                 processes=True,
                 host="127.0.0.1",
-                dashboard_address=None,
+                # the dashboard (the notebook links it) or only the scheduler's HTTP
+                # endpoint (health/metrics): on loopback, any free port, never :8787
+                dashboard_address="127.0.0.1:0" if dashboard else None,
                 worker_dashboard_address=None,
-                # the scheduler's HTTP endpoint (health/metrics) stays up without a
-                # dashboard: on loopback, any free port, never a fixed :8787
-                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                scheduler_kwargs={"dashboard": dashboard, "dashboard_address": "127.0.0.1:0"},
                 # a failed task's error reaches the caller: the workers need not log it
                 silence_logs=logging.CRITICAL if quiet else logging.INFO,
             )
@@ -364,6 +365,8 @@ class DaskExecutor:
         else:
             self.client = dd.Client(scheduler, timeout=30)
         self.address: str = str(self.client.scheduler.address)
+        # where to watch the workers (Dask's dashboard; needs bokeh), '' when not served
+        self.dashboard_link: str = str(self.client.dashboard_link) if dashboard else ""
 
     def _slots(self) -> list[str]:
         """One entry per worker thread (a worker with 2 threads takes two shares)."""

@@ -251,12 +251,14 @@ def risk_adjusted_units(
 def with_score(df: pd.DataFrame, prefix: str = "", **kw: int) -> pd.DataFrame:
     """``df`` with ``<prefix>score_units`` (exact) and ``<prefix>score_usd`` (display)."""
     out = df.copy()
+    unhedged = out.get(f"{prefix}executions_unhedged", pd.Series([0] * len(out), index=out.index))
     out[f"{prefix}score_units"] = [
-        risk_adjusted_units(int(p), int(h), int(e), **kw)
-        for p, h, e in zip(
+        risk_adjusted_units(int(p), int(h), int(e), int(u), **kw)
+        for p, h, e, u in zip(
             out[f"{prefix}realized_pnl_units"],
             out[f"{prefix}hedge_cost_units"],
             out[f"{prefix}max_exposure_units"],
+            unhedged,
             strict=True,
         )
     ]

@@ -69,6 +69,10 @@ def analysis_lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
         "N_SYMBOLS": 3, "SEED": 7, "MIN_EDGE_USD": "0:0.03:0.01", "MAX_CONTRACTS": ["5", "50"],
         "KALSHI_TAKER_COEFFICIENTS": ["0.05", "0.07"], "COOLDOWN_MS": ["0", "5000"],
         "EXPOSURE_CHARGE_BPS": 100, "JOBS": 1, "OUT_CONFIG": str(tmp / "tuned.toml"),
+        "CATALOGUE_DIR": None, "SEARCH_RANGES": ["detector.min_edge_usd=0.005:0.03:0.005"],
+        "SEARCH_SAMPLER": "grid", "SEARCH_TRIALS": 3, "SEARCH_JOURNAL": str(tmp / "s.log"),
+        "SEARCH_STUDY": "t", "DASK_WORKERS": 2, "DASK_SCHEDULER": None,
+        "OUT_SEARCH_CONFIG": str(tmp / "searched.toml"),
     }  # fmt: skip
     nbformat.write(with_parameters(nb3, params3), root / "03_parameter_tuning.ipynb")
     token = secrets.token_hex(16)

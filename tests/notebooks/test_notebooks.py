@@ -303,6 +303,18 @@ kalshi_taker_coefficient = "0.07"
         "EXPOSURE_CHARGE_BPS": 100,
         "JOBS": 1,
         "OUT_CONFIG": str(tmp_path / "tuned.toml"),
+        "CATALOGUE_DIR": None,
+        "SEARCH_RANGES": [
+            "detector.min_edge_usd=0.005:0.03:0.005",
+            "detector.max_contracts_per_trade=5:50:5",
+        ],
+        "SEARCH_SAMPLER": "tpe",
+        "SEARCH_STUDY": "tuning",
+        "DASK_SCHEDULER": None,
+        "SEARCH_TRIALS": 4,
+        "SEARCH_JOURNAL": str(tmp_path / "search.log"),
+        "DASK_WORKERS": 2,
+        "OUT_SEARCH_CONFIG": str(tmp_path / "searched.toml"),
     }
     probe = (
         "{**tuning_summary, 'heat': heat_df[['combination', 'is_score_units', "
@@ -318,6 +330,15 @@ kalshi_taker_coefficient = "0.07"
     )
     _nb, out = run_notebook("03_parameter_tuning.ipynb", params, probe, cwd=tmp_path)
     assert out["events"] > 0 and out["config_source"] == str(user)
+    # 5: Optuna on a real 2-process Dask LocalCluster, its dashboard linked and served
+    assert out["search_trials"] == 4 and set(out["search_best"]) == {
+        "detector.min_edge_usd",
+        "detector.max_contracts_per_trade",
+    }
+    assert out["dashboard_link"].startswith("http://127.0.0.1:")
+    assert (tmp_path / "search.log").stat().st_size > 0  # the journal: resumable
+    searched = (tmp_path / "searched.toml").read_text()
+    assert "1234.5" in searched  # the trader's own exposure cap kept
     # the range expanded exactly; the trader's current min edge 0.02 is one of its values
     assert out["heat_rows"] == 4 * 3  # sizes 5, 50 + the current 10 (0.02 is in the range)
     assert out["scatter"] == out["heat_rows"]
