@@ -175,6 +175,12 @@ BOUNDS: dict[str, tuple[int | Decimal, int | Decimal, str]] = {
 }
 
 
+def check_bounds(cfg: ExecutionConfig, source: str | Path) -> None:
+    """The sane-bounds check a file and ``--set`` get, for values changed at run time
+    (the dashboard's inputs, ``ArbitrageMonitor.set_*``): ``ConfigError`` names the key."""
+    _check_bounds(cfg, source)
+
+
 def _check_bounds(cfg: ExecutionConfig, file: str | Path) -> None:
     for where, (lo, hi, usual) in BOUNDS.items():
         section, name = where.split(".")

@@ -32,7 +32,12 @@ from filelock import Timeout as LockTimeout
 
 from arbkit.arbitrage.fee_model import FeeModel, SeriesFee, UnknownFeeType
 from arbkit.arbitrage.pipeline import DetectionPipeline, EpisodeEnd, SpreadSample
-from arbkit.config.execution_loader import ExecutionConfig, check_live_allowed, usd_text
+from arbkit.config.execution_loader import (
+    ExecutionConfig,
+    check_bounds,
+    check_live_allowed,
+    usd_text,
+)
 from arbkit.config.loader import SymbolMap, symbol_map_toml
 from arbkit.execution.consumption import OwnFills
 from arbkit.execution.executor import Decision, Executor, Reservation
@@ -1555,19 +1560,32 @@ class ArbitrageMonitor:
 
     def set_detector_params(self, **changes: Any) -> None:
         """e.g. ``set_detector_params(min_edge_usd=20_000, max_contracts_per_trade=50)``
-        (Money in $0.000001 units). Takes effect on the next evaluation."""
-        self.config = replace(self.config, detector=replace(self.config.detector, **changes))
+        (Money in $0.000001 units). Takes effect on the next evaluation. A value outside
+        the sane bounds raises ``ConfigError`` and changes nothing."""
+        self.config = self._bounded(
+            replace(self.config, detector=replace(self.config.detector, **changes)),
+            "set_detector_params",
+        )
         self.pipeline.set_detector_params(self.config.detector)
         self._push_config()
 
+    @staticmethod
+    def _bounded(cfg: ExecutionConfig, source: str) -> ExecutionConfig:
+        check_bounds(cfg, source)  # a typo (fee 5 for 0.05) is refused, never applied
+        return cfg
+
     def set_fee_params(self, **changes: Any) -> None:
-        self.config = replace(self.config, fees=replace(self.config.fees, **changes))
+        self.config = self._bounded(
+            replace(self.config, fees=replace(self.config.fees, **changes)), "set_fee_params"
+        )
         self.pipeline.set_fee_params(self.config.fees)
         self._push_config()
         self._apply_series_fees()
 
     def set_risk_limits(self, **changes: Any) -> None:
-        self.config = replace(self.config, risk=replace(self.config.risk, **changes))
+        self.config = self._bounded(
+            replace(self.config, risk=replace(self.config.risk, **changes)), "set_risk_limits"
+        )
         self._push_config()
 
     def _push_config(self) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from arbkit.config._toml import ConfigError
-from arbkit.config.execution_loader import BOUNDS, ExecutionConfig, _check_bounds
+from arbkit.config.execution_loader import BOUNDS, ExecutionConfig, check_bounds
 from arbkit.model import MONEY_SCALE, Mode, Money, Outcome, Venue, parse_money
 from arbkit.monitor.arbitrage_monitor import ArbitrageMonitor, LiveNotConfirmed, MonitorSnapshot
 from arbkit.monitor.metrics import STAGES
@@ -76,7 +76,7 @@ def check_in_bounds(cfg: ExecutionConfig, section: str, changes: dict[str, Any])
             return "not a finite number"
     candidate = replace(cfg, **{section: replace(getattr(cfg, section), **changes)})
     try:
-        _check_bounds(candidate, "dashboard")
+        check_bounds(candidate, "dashboard")
     except ConfigError as exc:
         return exc.problem
     return None

@@ -350,3 +350,27 @@ async def test_live_without_durable_journal_is_refused(
     with pytest.raises(LiveNeedsJournal, match="durable journal"):
         await mon.start()
     assert venues.exchange.ws_connections == 0 and venues.tws.connections == 0
+
+
+async def test_run_time_setters_refuse_values_out_of_bounds(
+    venues: Venues, auth: KalshiAuth, tmp_path: Path
+) -> None:
+    """A fee typed as 5 instead of 0.05, or zero contracts per trade, at run time: the
+    running monitor refuses it (as a file or --set would) and keeps trading on the old
+    values — the executor's config included."""
+    from decimal import Decimal
+
+    from arbkit.config._toml import ConfigError
+
+    no_arb(venues)
+    async with running(monitor(venues, auth, tmp_path / "b.sqlite", tmp_path / "l")) as mon:
+        assert mon.executor is not None
+        before = mon.config
+        with pytest.raises(ConfigError, match="kalshi_taker_coefficient"):
+            mon.set_fee_params(kalshi_taker_coefficient=Decimal(5))
+        with pytest.raises(ConfigError, match="max_contracts_per_trade"):
+            mon.set_detector_params(max_contracts_per_trade=0)
+        assert mon.config == before
+        assert mon.executor.config.fees == before.fees
+        mon.set_fee_params(kalshi_taker_coefficient=Decimal("0.05"))  # in bounds: applied
+        assert mon.executor.config.fees.kalshi_taker_coefficient == Decimal("0.05")
