@@ -21,7 +21,7 @@ from arbkit.model import Venue, price_str, qty_str
 from arbkit.sim.kalshi_exchange import KalshiExchange
 from arbkit.sim.market_model import MarketModel, generate_universe
 from arbkit.sim.tws_server import TwsServer
-from arbkit.storage.capture import ibkr_line, kalshi_line
+from arbkit.storage.capture import ibkr_line, kalshi_line, symbol_map_path
 from benchmarks.common import BENCH_DIR
 
 START_NS = 1_780_000_000 * 10**9
@@ -30,8 +30,8 @@ SID = 1
 
 
 def capture_path(n_events: int, n_symbols: int = 20) -> tuple[Path, Path]:
-    base = BENCH_DIR / f"capture-{n_symbols}s-{n_events // 1000}k"
-    return base.with_suffix(".jsonl"), base.with_suffix(".symbols.toml")
+    cap = BENCH_DIR / f"capture-{n_symbols}s-{n_events // 1000}k.jsonl"
+    return cap, symbol_map_path(cap)  # the sidecar replay reads without --symbols
 
 
 def ensure_capture(

@@ -233,18 +233,17 @@ async def record_demo_capture(
         register=False,
     )
     try:
-        assert session.venues is not None
-        session.venues.universe.write_symbol_map(symbols_out)
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(seconds)  # the monitor wrote the map next to the capture
     finally:
         await session.stop()
     return symbols_out
 
 
 def symbols_path_for(capture_path: str | Path) -> Path:
-    """Where ``record_demo_capture`` puts the symbol map for a capture."""
-    capture = Path(capture_path)
-    return capture.with_name(capture.name.split(".")[0] + ".symbols.toml")
+    """The symbol map recorded with a capture (the sidecar every recording writes)."""
+    from arbkit.storage.capture import symbol_map_path
+
+    return symbol_map_path(capture_path)
 
 
 async def load_catalogue(source: str, path: str | Path, *, n_symbols: int = 6) -> tuple[Any, str]:

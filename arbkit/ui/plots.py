@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
+from arbkit.analysis import figures
 from arbkit.analysis.queries import QUERIES
 
 USD_TICKS = {"tickprefix": "$", "tickformat": ",.2f"}
@@ -37,99 +37,6 @@ def _no_data(fig: go.Figure, what: str) -> go.Figure:
         x=0.5,
         y=0.5,
     )
-    return fig
-
-
-def cost_to_arb_distribution(df: pd.DataFrame) -> go.Figure:
-    """How often each cost to buy both sides occurred, per symbol and combination."""
-    fig = _figure(
-        "cost_to_arb_distribution",
-        barmode="overlay",
-        xaxis={"title": "cost of both legs per contract, before fees", **CENTS_TICKS},
-        yaxis={"title": "share of samples", "tickformat": ".0%"},
-        legend_title="symbol · Kalshi side",
-    )
-    if df.empty:
-        return _no_data(fig, "spread samples")
-    for (symbol, combo), g in df.groupby(["symbol", "combo"], sort=True):
-        fig.add_trace(
-            go.Bar(
-                x=g["cost_usd"],
-                y=g["share"],
-                name=f"{symbol} · {combo}",
-                opacity=0.6,
-                customdata=g[["samples", "cost_to_usd"]],
-                hovertemplate="$%{x:.4f}–$%{customdata[1]:.4f}: %{y:.1%} "
-                "(%{customdata[0]} samples)<extra>%{fullData.name}</extra>",
-            )
-        )
-    fig.add_vline(x=1.0, line_dash="dash", annotation_text="$1 payout: arb below this line")
-    return fig
-
-
-def opportunities_by_hour(df: pd.DataFrame) -> go.Figure:
-    """Opportunities per hour (stacked by symbol) above the net edge they offered."""
-    fig = make_subplots(
-        rows=2,
-        cols=1,
-        shared_xaxes=True,
-        vertical_spacing=0.08,
-        subplot_titles=("opportunities detected", "net edge per contract (after fees)"),
-    )
-    fig.update_layout(
-        title=QUERIES["opportunities_by_hour"].title, template="plotly_white", barmode="stack"
-    )
-    fig.update_yaxes(title_text="count", row=1, col=1)
-    fig.update_yaxes(title_text="per contract", row=2, col=1, **CENTS_TICKS)
-    fig.update_xaxes(title_text="hour (UTC)", row=2, col=1)
-    if df.empty:
-        return _no_data(fig, "opportunities")
-    for symbol, g in df.groupby("symbol", sort=True):
-        fig.add_trace(
-            go.Bar(x=g["hour"], y=g["opportunities"], name=f"{symbol}", legendgroup=symbol),
-            row=1,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=g["hour"],
-                y=g["max_net_edge_usd"],
-                name=f"{symbol} best",
-                legendgroup=symbol,
-                mode="lines+markers",
-                hovertemplate="best $%{y:.4f}<extra>%{fullData.name}</extra>",
-            ),
-            row=2,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=g["hour"],
-                y=g["mean_net_edge_usd"],
-                name=f"{symbol} mean",
-                legendgroup=symbol,
-                mode="lines",
-                line={"dash": "dot"},
-                hovertemplate="mean $%{y:.4f}<extra>%{fullData.name}</extra>",
-            ),
-            row=2,
-            col=1,
-        )
-    return fig
-
-
-def opportunity_duration(df: pd.DataFrame) -> go.Figure:
-    """How long each opportunity episode lasted, per symbol."""
-    fig = _figure(
-        "opportunity_duration",
-        barmode="overlay",
-        xaxis={"title": "episode duration, seconds (first to last detection)"},
-        yaxis={"title": "episodes"},
-    )
-    if df.empty:
-        return _no_data(fig, "opportunities")
-    for symbol, g in df.groupby("symbol", sort=True):
-        fig.add_trace(go.Histogram(x=g["duration_s"], name=str(symbol), opacity=0.6))
     return fig
 
 
@@ -278,9 +185,9 @@ def executions_summary(df: pd.DataFrame) -> go.Figure:
 
 
 FIGURES: dict[str, Callable[[pd.DataFrame], go.Figure]] = {
-    "cost_to_arb_distribution": cost_to_arb_distribution,
-    "opportunities_by_hour": opportunities_by_hour,
-    "opportunity_duration": opportunity_duration,
+    # notebook 02's versions (symbols side by side, not overlapping)
+    "cost_to_arb_distribution": figures.cost_to_arb_distribution,
+    "opportunity_duration": figures.opportunity_duration,
     "fee_drag": fee_drag,
     "pnl_over_time": pnl_over_time,
     "hedge_costs": hedge_costs,

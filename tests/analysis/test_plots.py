@@ -19,9 +19,11 @@ def _points(trace: go.BaseTraceType) -> int:
 
 def test_every_plotted_query_has_a_figure() -> None:
     assert set(plots.FIGURES) <= set(QUERIES)
-    # a table, and the two notebook 02 draws with arbkit.analysis.figures
+    # a table, the hourly counts (drawn in buckets sized to the history instead), and
+    # the two notebook 02 draws with arbkit.analysis.figures directly
     assert set(QUERIES) - set(plots.FIGURES) == {
         "cost_to_arb_percentiles",
+        "opportunities_by_hour",
         "opportunities_over_time",
         "pnl_by_symbol",
     }

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from arbkit.analysis.duck import connect
-from arbkit.analysis.export import analyze_main, export_main, export_parquet
+from arbkit.analysis.export import export_main, export_parquet
 from arbkit.analysis.queries import QUERIES, Analysis
 from arbkit.storage.database import Database, DatabaseWriter
 from arbkit.storage.schema import TABLES
@@ -262,16 +262,8 @@ def test_bad_source_and_params(tmp_path: Path, sample_db: Path) -> None:
 
 
 def test_cli_bodies(tmp_path: Path, sample_db: Path) -> None:
+    """The export command's body (analyze's is arbkit.analysis.report: test_report)."""
     out: list[str] = []
-    assert analyze_main(sample_db, out.append) == 0
-    text = "\n".join(out)
-    assert "realized PnL      $0.10" in text and "hedge cost        $0.08" in text
-    assert "FED-25DEC" in text and "$0.975" in text
-
-    out.clear()
-    assert analyze_main(tmp_path / "missing.sqlite", out.append) == 2
-    assert "run `arbkit demo` first or pass --db" in out[0]
-
     out.clear()
     assert export_main(sample_db, tmp_path / "export", out.append) == 0
     assert len(out) == len(TABLES)

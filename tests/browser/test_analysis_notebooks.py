@@ -9,12 +9,7 @@ cell and the tuned config's changed lines are printed. Screenshots go to
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,10 +20,9 @@ import pytest
 
 from tests.browser.test_jupyterlab import (
     CHROMIUM_ARGS,
-    LAB_SETTINGS,
     _chromium,
     _open_and_run_all,
-    free_port,
+    jupyterlab,
 )
 from tests.notebooks.nbrun import NOTEBOOKS, with_parameters
 
@@ -75,57 +69,8 @@ def analysis_lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
         "OUT_SEARCH_CONFIG": str(tmp / "searched.toml"),
     }  # fmt: skip
     nbformat.write(with_parameters(nb3, params3), root / "03_parameter_tuning.ipynb")
-    token = secrets.token_hex(16)
-    port = free_port()
-    env = dict(os.environ)
-    for k in ("config", "runtime"):
-        (tmp / k).mkdir()
-    settings = tmp / "lab-settings"
-    for rel, text in LAB_SETTINGS.items():
-        f = settings / rel
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(text)
-    env.update(
-        JUPYTERLAB_SETTINGS_DIR=str(settings),
-        JUPYTER_CONFIG_DIR=str(tmp / "config"),
-        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
-        TMPDIR=str(tmp),
-    )
-    log = (tmp / "lab.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
-            f"--port={port}", "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-            "--LabApp.news_url=",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            "--LabApp.extension_manager=readonly",
-            *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
-        ],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                r = httpx.get(f"{base}/api/status", params={"token": token}, timeout=2)
-                if r.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("JupyterLab did not start:\n" + (tmp / "lab.log").read_text())
-            time.sleep(0.3)
-        yield base, token
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+    with jupyterlab(root, tmp) as served:
+        yield served
 
 
 def _plots(page: Any, n: int, timeout_ms: int) -> None:

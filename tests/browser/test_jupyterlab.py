@@ -9,6 +9,7 @@ machine without it skips this test, in CI it must run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -65,6 +66,65 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextlib.contextmanager
+def jupyterlab(root: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A JupyterLab server on loopback serving ``root`` (its settings, config and runtime
+    under ``tmp_path``); yields (base URL, token) once it answers, stops it after."""
+    token = secrets.token_hex(16)
+    port = free_port()
+    env = dict(os.environ)
+    for k in ("config", "runtime"):
+        (tmp_path / k).mkdir()
+    settings = tmp_path / "lab-settings"
+    for rel, text in LAB_SETTINGS.items():
+        f = settings / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(text)
+    env.update(
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+        TMPDIR=str(tmp_path),  # the kernel's local venues keep their files here
+    )
+    log = (tmp_path / "lab.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
+            f"--port={port}", "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+            "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.extension_manager=readonly",
+            *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
+        ],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"{base}/api/status", params={"token": token}, timeout=2)
+                if r.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    "JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()
+                )
+            time.sleep(0.3)
+        yield base, token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+
+
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """JupyterLab serving a copy of 01_live_monitor with short-run parameters."""
@@ -96,69 +156,8 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
         "CONFIRM_ALL": False,
     }
     nbformat.write(with_parameters(nb4, params4), root / "04_contract_matching.ipynb")
-    token = secrets.token_hex(16)
-    port = free_port()
-    env = dict(os.environ)
-    for k in ("config", "runtime"):
-        (tmp_path / k).mkdir()
-    settings = tmp_path / "lab-settings"
-    for rel, text in LAB_SETTINGS.items():
-        f = settings / rel
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(text)
-    env.update(
-        JUPYTERLAB_SETTINGS_DIR=str(settings),
-        JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
-        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
-        TMPDIR=str(tmp_path),  # the kernel's local venues keep their files here
-    )
-    log = (tmp_path / "lab.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "lab",
-            "--no-browser",
-            "--ip=127.0.0.1",
-            f"--port={port}",
-            "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            "--LabApp.news_url=",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            "--LabApp.extension_manager=readonly",
-            *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=root,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                r = httpx.get(f"{base}/api/status", params={"token": token}, timeout=2)
-                if r.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(
-                    "JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()
-                )
-            time.sleep(0.3)
-        yield base, token
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+    with jupyterlab(root, tmp_path) as served:
+        yield served
 
 
 def _chromium() -> str:
