@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
-import math
 import os
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,13 +41,11 @@ from arbkit.execution.journal import (
     ExecState,
     ExecutionRecord,
     Journal,
-    Leg,
     LegOrderRecord,
 )
-from arbkit.execution.venue import OrderState
-from arbkit.model import Mode, Money, Opportunity, Outcome, Price, Qty, Venue
+from arbkit.model import Mode, Money, Outcome, Qty, Venue
+from arbkit.storage.errors import JournalError, StorageError
 from arbkit.storage.records import (
-    DECISIONS,
     CouponAccrual,
     DbSummary,
     PositionRow,
@@ -58,313 +53,43 @@ from arbkit.storage.records import (
     RunRow,
     SettledExecution,
     SettlementRow,
-    SpreadSample,
     TradingStateRow,
-    WriterStats,
 )
-from arbkit.storage.schema import MIGRATIONS, SCHEMA_VERSION, STAGES, TABLES
+from arbkit.storage.rows import (
+    EXEC_COLS,
+    INSERT_ORDER,
+    NON_TERMINAL,
+    OUTCOMES,
+    SELECT_EXECS,
+    SELECT_ORDERS,
+    STAGE_COLS,
+    STATES,
+    UPSERT_ORDER,
+    VENUES,
+    config_digest,
+    exec_from_row,
+    order_from_row,
+    order_params,
+    split_stages,
+)
+from arbkit.storage.schema import MIGRATIONS, SCHEMA_VERSION, TABLES
+from arbkit.storage.writer import DatabaseWriter
+
+__all__ = [
+    "DEFAULT_PATH",
+    "Database",
+    "DatabaseWriter",
+    "JournalError",
+    "StorageError",
+    "config_digest",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PATH = Path("data/arbkit.sqlite")
 
 
-class StorageError(Exception):
-    """The database cannot be used as asked (wrong schema version, not WAL, closed)."""
-
-
-class JournalError(StorageError):
-    """A journal write was refused: it would lose or contradict what is recorded."""
-
-
 # ----------------------------------------------------------------- SQL ------------
-
-_MODES = {m.value: m for m in Mode}
-_VENUES = {v.value: v for v in Venue}
-_OUTCOMES = {o.value: o for o in Outcome}
-_STATES = {s.value: s for s in ExecState}
-_ORDER_STATES = {s.value: s for s in OrderState}
-_LEGS = {leg.value: leg for leg in Leg}
-_NON_TERMINAL = tuple(s.value for s in ExecState if not s.terminal)
-
-_ORDER_COLS = (
-    "execution_id",
-    "leg",
-    "attempt",
-    "mode",
-    "venue",
-    "symbol",
-    "outcome",
-    "limit_price_e4",
-    "requested_qty_e2",
-    "client_order_id",
-    "state",
-    "venue_order_id",
-    "filled_qty_e2",
-    "filled_cost_e6",
-    "fees_e6",
-    "decided_ns",
-    "submitted_ns",
-    "acked_ns",
-    "filled_ns",
-    "reason",
-    "fees_estimated_e6",
-    "run_id",
-)
-# An order's identity: fixed once journaled under its client order id.
-_ORDER_IDENTITY = _ORDER_COLS[:9]
-_ORDER_PROGRESS = ("state", "filled_qty_e2", "filled_cost_e6", "fees_e6", "fees_estimated_e6")
-# Unknown ('' / 0 → NULL) in an update keeps what was recorded.
-_ORDER_KEEP_OLD = (
-    "venue_order_id",
-    "decided_ns",
-    "submitted_ns",
-    "acked_ns",
-    "filled_ns",
-    "reason",
-)
-_INSERT_ORDER = (
-    f"INSERT INTO executions ({', '.join(_ORDER_COLS)}) "
-    f"VALUES ({', '.join('?' * len(_ORDER_COLS))})"
-)
-_UPSERT_ORDER = (
-    _INSERT_ORDER
-    + " ON CONFLICT (client_order_id) DO UPDATE SET "
-    + ", ".join(
-        [f"{c} = excluded.{c}" for c in _ORDER_PROGRESS]
-        + [f"{c} = COALESCE(NULLIF(excluded.{c}, ''), {c})" for c in _ORDER_KEEP_OLD]
-    )
-    + " WHERE "
-    + " AND ".join(f"{c} = excluded.{c}" for c in _ORDER_IDENTITY)
-)
-_SELECT_ORDERS = f"SELECT {', '.join(_ORDER_COLS)} FROM executions"
-
-_STAGE_COLS = tuple(f"{s}_ns" for s in STAGES)
-_EXEC_COLS = (
-    "execution_id",
-    "symbol",
-    "combo",
-    "mode",
-    "state",
-    "opportunity_id",
-    "created_ns",
-    "updated_ns",
-    "planned_qty_e2",
-    "expected_profit_e6",
-    "realized_pnl_e6",
-    "hedge_cost_e6",
-    "error",
-    "stages_extra",
-    *_STAGE_COLS,
-)
-_SELECT_EXECS = f"SELECT {', '.join(_EXEC_COLS)} FROM arb_executions"
-
-
-def config_digest(*parts: object) -> str:
-    """A short stable digest of the effective config (and symbol map) a run used."""
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
-
-
-def _ns(v: int) -> int | None:
-    """0 means 'not yet' in the executor's records: store NULL (shown as NULL in views)."""
-    return v or None
-
-
-def _order_params(r: LegOrderRecord, run_id: str) -> tuple[Any, ...]:
-    return (
-        r.execution_id,
-        r.leg.value,
-        r.attempt,
-        r.mode.value,
-        r.venue.value,
-        r.symbol,
-        r.outcome.value,
-        r.limit_price,
-        r.requested_qty,
-        r.client_order_id,
-        r.state.value,
-        r.venue_order_id,
-        r.filled_qty,
-        r.filled_cost,
-        r.fees,
-        _ns(r.decided_ns),
-        _ns(r.submitted_ns),
-        _ns(r.acked_ns),
-        _ns(r.filled_ns),
-        r.reason,
-        r.fees_estimated,
-        run_id,
-    )
-
-
-def _order_from_row(row: Sequence[Any]) -> LegOrderRecord:
-    d = dict(zip(_ORDER_COLS, row, strict=True))
-    return LegOrderRecord(
-        execution_id=d["execution_id"],
-        leg=_LEGS[d["leg"]],
-        attempt=d["attempt"],
-        mode=_MODES[d["mode"]],
-        venue=_VENUES[d["venue"]],
-        symbol=d["symbol"],
-        outcome=_OUTCOMES[d["outcome"]],
-        limit_price=Price(d["limit_price_e4"]),
-        requested_qty=Qty(d["requested_qty_e2"]),
-        client_order_id=d["client_order_id"],
-        state=_ORDER_STATES[d["state"]],
-        venue_order_id=d["venue_order_id"],
-        filled_qty=Qty(d["filled_qty_e2"]),
-        filled_cost=Money(d["filled_cost_e6"]),
-        fees=Money(d["fees_e6"]),
-        decided_ns=d["decided_ns"] or 0,
-        submitted_ns=d["submitted_ns"] or 0,
-        acked_ns=d["acked_ns"] or 0,
-        filled_ns=d["filled_ns"] or 0,
-        reason=d["reason"],
-        fees_estimated=Money(d["fees_estimated_e6"]),
-    )
-
-
-def _split_stages(stages: dict[str, int]) -> tuple[list[int | None], str]:
-    """stages_ns → (one value per STAGES column, JSON of the other keys)."""
-    for name, v in stages.items():
-        if type(v) is not int:
-            raise JournalError(f"stages_ns[{name!r}] = {v!r}: expected int ns")
-    extra = {k: v for k, v in stages.items() if k not in STAGES}
-    return [stages.get(s) for s in STAGES], json.dumps(extra, sort_keys=True)
-
-
-def _exec_from_row(row: Sequence[Any], orders: list[LegOrderRecord]) -> ExecutionRecord:
-    d = dict(zip(_EXEC_COLS, row, strict=True))
-    stages: dict[str, int] = {
-        s: d[c] for s, c in zip(STAGES, _STAGE_COLS, strict=True) if d[c] is not None
-    }
-    stages.update(json.loads(d["stages_extra"]))
-    return ExecutionRecord(
-        execution_id=d["execution_id"],
-        symbol=d["symbol"],
-        combo=d["combo"],
-        mode=_MODES[d["mode"]],
-        state=_STATES[d["state"]],
-        created_ns=d["created_ns"],
-        updated_ns=d["updated_ns"],
-        planned_qty=Qty(d["planned_qty_e2"]),
-        expected_profit=Money(d["expected_profit_e6"]),
-        opportunity_id=d["opportunity_id"],
-        realized_pnl=Money(d["realized_pnl_e6"]),
-        hedge_cost=Money(d["hedge_cost_e6"]),
-        error=d["error"],
-        stages_ns=stages,
-        orders=orders,
-    )
-
-
-_OPP_COLS = (
-    "id",
-    "detected_ns",
-    "symbol",
-    "combo",
-    "kalshi_outcome",
-    "kalshi_limit_price_e4",
-    "kalshi_size_e2",
-    "kalshi_cost_e6",
-    "kalshi_fee_e6",
-    "ibkr_outcome",
-    "ibkr_limit_price_e4",
-    "ibkr_size_e2",
-    "ibkr_cost_e6",
-    "ibkr_fee_e6",
-    "size_e2",
-    "gross_cost_e6",
-    "total_fees_e6",
-    "expected_profit_e6",
-    "net_edge_per_contract_e6",
-    "annualized_return_bps",
-    "kalshi_book_ns",
-    "ibkr_book_ns",
-    "mode",
-    "decision",
-    "reason",
-    "execution_id",
-    "coupon_bps",
-    "run_id",
-)
-_INSERT_OPP = (
-    f"INSERT INTO opportunities ({', '.join(_OPP_COLS)}) VALUES ({', '.join('?' * len(_OPP_COLS))})"
-)
-_SPREAD_COLS = (
-    "sampled_ns",
-    "symbol",
-    "kalshi_yes_ask_e4",
-    "kalshi_yes_size_e2",
-    "kalshi_no_ask_e4",
-    "kalshi_no_size_e2",
-    "ibkr_yes_ask_e4",
-    "ibkr_yes_size_e2",
-    "ibkr_no_ask_e4",
-    "ibkr_no_size_e2",
-    "cost_kalshi_yes_e4",
-    "cost_kalshi_no_e4",
-    "run_id",
-)
-_INSERT_SPREAD = (
-    f"INSERT INTO spreads ({', '.join(_SPREAD_COLS)}) VALUES ({', '.join('?' * len(_SPREAD_COLS))})"
-)
-
-
-def _opp_params(
-    oid: int, o: Opportunity, mode: Mode, decision: str, reason: str, execution_id: str | None
-) -> tuple[Any, ...]:
-    k, i = o.kalshi, o.ibkr
-    return (
-        oid,
-        o.detected_ts_ns,
-        o.symbol,
-        o.combo,
-        k.outcome.value,
-        k.limit_price,
-        k.size,
-        k.cost,
-        k.fee,
-        i.outcome.value,
-        i.limit_price,
-        i.size,
-        i.cost,
-        i.fee,
-        o.size,
-        o.gross_cost,
-        o.total_fees,
-        o.expected_profit,
-        o.net_edge_per_contract,
-        o.annualized_return_bps,
-        o.kalshi_book_ts_ns,
-        o.ibkr_book_ts_ns,
-        mode.value,
-        decision,
-        reason,
-        execution_id,
-        o.coupon_bps,
-    )
-
-
-def _spread_params(s: SpreadSample) -> tuple[Any, ...]:
-    return (
-        s.ts_ns,
-        s.symbol,
-        s.kalshi_yes_ask,
-        s.kalshi_yes_size,
-        s.kalshi_no_ask,
-        s.kalshi_no_size,
-        s.ibkr_yes_ask,
-        s.ibkr_yes_size,
-        s.ibkr_no_ask,
-        s.ibkr_no_size,
-        s.cost_kalshi_yes,
-        s.cost_kalshi_no,
-    )
-
-
-# ------------------------------------------------------------ database ------------
-
 
 _RUN_ID_BITS = 32  # opportunity ids: run rowid in the high bits, sequence in the low
 
@@ -564,8 +289,8 @@ class Database:
                 f"leg 1 {leg1.client_order_id!r} belongs to {leg1.execution_id!r}, "
                 f"not {ex.execution_id!r}"
             )
-        stage_values, extra = _split_stages(ex.stages_ns)
-        cols = (*_EXEC_COLS[:14], *_STAGE_COLS, "run_id")
+        stage_values, extra = split_stages(ex.stages_ns)
+        cols = (*EXEC_COLS[:14], *STAGE_COLS, "run_id")
         params = (
             ex.execution_id,
             ex.symbol,
@@ -586,7 +311,7 @@ class Database:
         )
         marks = ", ".join("?" * len(cols))
         sql = f"INSERT INTO arb_executions ({', '.join(cols)}) VALUES ({marks})"
-        order = _order_params(leg1, self.run_id)
+        order = order_params(leg1, self.run_id)
 
         def write(conn: sqlite3.Connection) -> None:
             try:
@@ -597,7 +322,7 @@ class Database:
                     "an execution id is never reused"
                 ) from exc
             try:
-                conn.execute(_INSERT_ORDER, order)
+                conn.execute(INSERT_ORDER, order)
             except sqlite3.IntegrityError as exc:
                 raise JournalError(
                     f"order {leg1.client_order_id!r} of {ex.execution_id!r} refused ({exc}); "
@@ -626,7 +351,7 @@ class Database:
 
     def _upsert_order(self, conn: sqlite3.Connection, order: LegOrderRecord) -> None:
         try:
-            cur = conn.execute(_UPSERT_ORDER, _order_params(order, self.run_id))
+            cur = conn.execute(UPSERT_ORDER, order_params(order, self.run_id))
         except sqlite3.IntegrityError as exc:
             raise JournalError(
                 f"order {order.client_order_id!r} of {order.execution_id!r} refused: {exc} "
@@ -649,14 +374,14 @@ class Database:
 
     @staticmethod
     def _update_state(conn: sqlite3.Connection, ex: ExecutionRecord) -> None:
-        stage_values, extra = _split_stages(ex.stages_ns)
+        stage_values, extra = split_stages(ex.stages_ns)
         row = conn.execute(
             "SELECT state, stages_extra FROM arb_executions WHERE execution_id = ?",
             (ex.execution_id,),
         ).fetchone()
         if row is None:
             raise JournalError(f"execution {ex.execution_id!r} is not journaled")
-        current = _STATES[row[0]]
+        current = STATES[row[0]]
         if ex.state is not current and (current.terminal or ex.state is ExecState.INTENT):
             raise JournalError(
                 f"execution {ex.execution_id!r}: {current.value} -> {ex.state.value} "
@@ -667,7 +392,7 @@ class Database:
             "UPDATE arb_executions SET state = ?, updated_ns = ?, opportunity_id = "
             "COALESCE(?, opportunity_id), realized_pnl_e6 = ?, hedge_cost_e6 = ?, "
             "error = ?, stages_extra = ?, "
-            + ", ".join(f"{c} = COALESCE(?, {c})" for c in _STAGE_COLS)
+            + ", ".join(f"{c} = COALESCE(?, {c})" for c in STAGE_COLS)
             + " WHERE execution_id = ?",
             (
                 ex.state.value,
@@ -684,7 +409,7 @@ class Database:
 
     async def open_executions(self) -> list[ExecutionRecord]:
         """Non-terminal executions (oldest first) with their orders, for reconciliation."""
-        return await self.executions_in_state(*(_STATES[s] for s in _NON_TERMINAL))
+        return await self.executions_in_state(*(STATES[s] for s in NON_TERMINAL))
 
     async def executions_in_state(self, *states: ExecState) -> list[ExecutionRecord]:
         """E.g. ``executions_in_state(ExecState.UNHEDGED)`` for the start-up report."""
@@ -841,7 +566,7 @@ class Database:
             )
         return [
             CouponAccrual(
-                r[0], r[1], r[2], _OUTCOMES[r[3]], Qty(r[4]), Money(r[5]), r[6], Money(r[7]), r[8]
+                r[0], r[1], r[2], OUTCOMES[r[3]], Qty(r[4]), Money(r[5]), r[6], Money(r[7]), r[8]
             )
             for r in rows
         ]
@@ -926,8 +651,7 @@ class Database:
                 "ORDER BY symbol, venue, outcome"
             )
         return [
-            PositionRow(s, _VENUES[v], _OUTCOMES[o], Qty(q), Money(c), u)
-            for s, v, o, q, c, u in rows
+            PositionRow(s, VENUES[v], OUTCOMES[o], Qty(q), Money(c), u) for s, v, o, q, c, u in rows
         ]
 
     # -- analysis reads (telemetry connection: never hold up the journal)
@@ -978,7 +702,7 @@ class Database:
     async def _executions(
         self, conn: aiosqlite.Connection, where: str, params: tuple[Any, ...]
     ) -> list[ExecutionRecord]:
-        rows = list(await conn.execute_fetchall(f"{_SELECT_EXECS} {where}", params))
+        rows = list(await conn.execute_fetchall(f"{SELECT_EXECS} {where}", params))
         if not rows:
             return []
         ids = [r[0] for r in rows]
@@ -986,13 +710,13 @@ class Database:
         for start in range(0, len(ids), 500):  # stay under SQLite's variable limit
             chunk = ids[start : start + 500]
             for r in await conn.execute_fetchall(
-                f"{_SELECT_ORDERS} WHERE execution_id IN ({', '.join('?' * len(chunk))}) "
+                f"{SELECT_ORDERS} WHERE execution_id IN ({', '.join('?' * len(chunk))}) "
                 "ORDER BY id",
                 chunk,
             ):
-                o = _order_from_row(r)
+                o = order_from_row(r)
                 orders[o.execution_id].append(o)
-        return [_exec_from_row(r, orders[r[0]]) for r in rows]
+        return [exec_from_row(r, orders[r[0]]) for r in rows]
 
 
 async def _fetchone(
@@ -1015,211 +739,3 @@ async def _fetchone_or_none(
 def _implements_journal(db: Database) -> Journal:
     """mypy checks here that Database satisfies the executor's Journal protocol."""
     return db
-
-
-# ------------------------------------------------------------- writer -------------
-
-_OPP = 0
-_SPREAD = 1
-
-
-class DatabaseWriter:
-    """Batches telemetry rows (opportunities, spreads) off the hot path.
-
-    ``opportunity()`` and ``spread()`` never await: they append to a bounded queue that one
-    task flushes every ``flush_interval_ms`` or as soon as ``batch_size`` rows wait. A full
-    queue (or a stopped writer) drops the row, counts it in ``stats.dropped`` and logs a
-    warning (at most one per second while it lasts): reported, never silent.
-    """
-
-    def __init__(
-        self,
-        db: Database,
-        max_queue: int = 100_000,
-        flush_interval_ms: int = 100,
-        batch_size: int = 1000,
-    ) -> None:
-        if max_queue < 1 or batch_size < 1 or flush_interval_ms < 0:
-            raise ValueError("max_queue and batch_size must be >= 1, flush_interval_ms >= 0")
-        self._db = db
-        self._max_queue = max_queue
-        self._interval_s = max(flush_interval_ms, 1) / 1000  # 0 would spin
-        self._batch_size = batch_size
-        self._q: deque[tuple[Any, ...]] = deque()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._last_warn = -math.inf
-        self._stats = WriterStats()
-
-    @property
-    def stats(self) -> WriterStats:
-        self._stats.queued = len(self._q)
-        return self._stats
-
-    @property
-    def dropped(self) -> int:
-        return self._stats.dropped
-
-    def start(self) -> None:
-        """Start the flushing task on the running loop (the database must be open)."""
-        if self._task is not None:
-            return
-        self._db._conn(telemetry=True)  # fail now, not in the background
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="arbkit-db-writer")
-
-    async def stop(self) -> None:
-        """Stop accepting rows and flush everything queued."""
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-        else:
-            await self._flush_all()
-
-    async def __aenter__(self) -> DatabaseWriter:
-        self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    # -- hot path
-
-    def opportunity(
-        self,
-        opp: Opportunity,
-        mode: Mode,
-        decision: str,
-        reason: str = "",
-        execution_id: str | None = None,
-    ) -> int | None:
-        """Queue one detected opportunity; returns its row id, or None if it was dropped."""
-        if decision not in DECISIONS:
-            raise ValueError(f"decision {decision!r}: expected one of {sorted(DECISIONS)}")
-        if not self._accept():
-            return None
-        oid = self._db._alloc_opportunity_id()
-        self._q.append((_OPP, oid, opp, mode, decision, reason, execution_id))
-        self._kick()
-        return oid
-
-    def spread(self, sample: SpreadSample) -> bool:
-        """Queue one spread sample (the caller samples at its interval, not per tick)."""
-        if not self._accept():
-            return False
-        self._q.append((_SPREAD, sample))
-        self._kick()
-        return True
-
-    def _accept(self) -> bool:
-        if not self._stopping and len(self._q) < self._max_queue:
-            return True
-        self._stats.dropped += 1
-        now = time.monotonic()
-        if now - self._last_warn >= 1.0:
-            self._last_warn = now
-            log.warning(
-                "database writer %s: row dropped (%d dropped so far, queue %d/%d)",
-                "stopped" if self._stopping else "queue full",
-                self._stats.dropped,
-                len(self._q),
-                self._max_queue,
-            )
-        return False
-
-    def _kick(self) -> None:
-        if len(self._q) >= self._batch_size:
-            self._wake.set()
-
-    # -- background
-
-    async def _run(self) -> None:
-        while True:
-            if len(self._q) < self._batch_size and not self._stopping:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._interval_s)
-            try:
-                await self._flush_all()
-            except Exception:  # e.g. the database was closed under us: keep reporting
-                log.exception("database writer: flush failed")
-                if self._stopping:
-                    raise
-                await asyncio.sleep(max(self._interval_s, 0.1))
-            if self._stopping:
-                return
-
-    async def _flush_all(self) -> None:
-        while self._q:
-            n = min(len(self._q), self._batch_size)
-            await self._flush([self._q.popleft() for _ in range(n)])
-
-    async def _flush(self, batch: list[tuple[Any, ...]]) -> None:
-        t0 = time.perf_counter()
-        opps: list[tuple[Any, ...]] = []
-        spreads: list[tuple[Any, ...]] = []
-        for item in batch:
-            try:
-                if item[0] == _OPP:
-                    opps.append((*_opp_params(*item[1:]), self._db.run_id))
-                else:
-                    spreads.append((*_spread_params(item[1]), self._db.run_id))
-            except Exception:
-                self._stats.failed += 1
-                log.exception("database writer: cannot convert %r", item[1:])
-        conn = self._db._conn(telemetry=True)
-        try:
-            await conn.execute("BEGIN IMMEDIATE")  # take the write lock up front
-            if opps:
-                await conn.executemany(_INSERT_OPP, opps)
-            if spreads:
-                await conn.executemany(_INSERT_SPREAD, spreads)
-            await conn.execute("COMMIT")
-        except Exception as exc:
-            if conn.in_transaction:
-                await conn.execute("ROLLBACK")
-            log.warning(
-                "database writer: batch of %d refused (%s); retrying row by row", len(batch), exc
-            )
-            await self._flush_rows(conn, opps, spreads)
-        else:
-            self._stats.written_opportunities += len(opps)
-            self._stats.written_spreads += len(spreads)
-        self._stats.flushes += 1
-        self._stats.max_batch = max(self._stats.max_batch, len(batch))
-        self._stats.last_flush_ms = (time.perf_counter() - t0) * 1000
-
-    async def _flush_rows(
-        self,
-        conn: aiosqlite.Connection,
-        opps: list[tuple[Any, ...]],
-        spreads: list[tuple[Any, ...]],
-    ) -> None:
-        """Fallback after a refused batch: keep every row the database accepts."""
-        written = {"written_opportunities": 0, "written_spreads": 0}
-        failed = 0
-        try:
-            await conn.execute("BEGIN IMMEDIATE")  # take the write lock up front
-            for sql, rows, attr in (
-                (_INSERT_OPP, opps, "written_opportunities"),
-                (_INSERT_SPREAD, spreads, "written_spreads"),
-            ):
-                for params in rows:
-                    try:
-                        await conn.execute(sql, params)
-                    except (sqlite3.IntegrityError, OverflowError, sqlite3.InterfaceError) as exc:
-                        failed += 1
-                        log.error("database writer: row refused (%s): %r", exc, params)
-                    else:
-                        written[attr] += 1
-            await conn.execute("COMMIT")
-        except Exception:
-            if conn.in_transaction:
-                await conn.execute("ROLLBACK")
-            self._stats.failed += len(opps) + len(spreads)
-            log.exception("database writer: batch of %d rows lost", len(opps) + len(spreads))
-        else:
-            self._stats.failed += failed
-            self._stats.written_opportunities += written["written_opportunities"]
-            self._stats.written_spreads += written["written_spreads"]
