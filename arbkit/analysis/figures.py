@@ -11,6 +11,7 @@ numbers stay in the frames.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 import plotly.colors
@@ -193,6 +194,22 @@ def opportunity_duration(df: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def dollar_bars(
+    fig: go.Figure, labels: Any, df: pd.DataFrame, columns: tuple[tuple[str, str], ...]
+) -> go.Figure:
+    """One grouped bar trace per (column, name), dollars in the hover text."""
+    for col, name in columns:
+        fig.add_trace(
+            go.Bar(
+                x=labels,
+                y=df[col],
+                name=name,
+                hovertemplate="$%{y:,.6f}<extra>" + name + "</extra>",
+            )
+        )
+    return fig
+
+
 def pnl_by_symbol(df: pd.DataFrame) -> go.Figure:
     """Realized PnL, expected profit and hedge cost per symbol (and mode), side by side."""
     fig = go.Figure()
@@ -206,20 +223,16 @@ def pnl_by_symbol(df: pd.DataFrame) -> go.Figure:
     if df.empty:
         return _empty(fig, "executions")
     labels = df["symbol"] + " · " + df["mode"]
-    for col, name in (
-        ("realized_pnl_usd", "realized PnL"),
-        ("expected_profit_usd", "expected at execution"),
-        ("hedge_cost_usd", "hedge cost"),
-    ):
-        fig.add_trace(
-            go.Bar(
-                x=labels,
-                y=df[col],
-                name=name,
-                hovertemplate="$%{y:,.6f}<extra>" + name + "</extra>",
-            )
-        )
-    return fig
+    return dollar_bars(
+        fig,
+        labels,
+        df,
+        (
+            ("realized_pnl_usd", "realized PnL"),
+            ("expected_profit_usd", "expected at execution"),
+            ("hedge_cost_usd", "hedge cost"),
+        ),
+    )
 
 
 # ----------------------------------------------------------------- tuning (03) ---

@@ -9,7 +9,6 @@ that says so instead of failing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -40,22 +39,6 @@ def _no_data(fig: go.Figure, what: str) -> go.Figure:
     return fig
 
 
-def _dollar_bars(
-    fig: go.Figure, labels: Any, df: pd.DataFrame, columns: tuple[tuple[str, str], ...]
-) -> go.Figure:
-    """One grouped bar trace per (column, name), dollars in the hover text."""
-    for col, name in columns:
-        fig.add_trace(
-            go.Bar(
-                x=labels,
-                y=df[col],
-                name=name,
-                hovertemplate="$%{y:,.4f}<extra>" + name + "</extra>",
-            )
-        )
-    return fig
-
-
 def fee_drag(df: pd.DataFrame) -> go.Figure:
     """Gross edge, what fees took, and the net edge left, per symbol and combination."""
     fig = _figure(
@@ -67,7 +50,7 @@ def fee_drag(df: pd.DataFrame) -> go.Figure:
     if df.empty:
         return _no_data(fig, "opportunities")
     labels = df["symbol"] + " · " + df["combo"]
-    return _dollar_bars(
+    return figures.dollar_bars(
         fig,
         labels,
         df,
@@ -122,7 +105,7 @@ def hedge_costs(df: pd.DataFrame) -> go.Figure:
     if df.empty:
         return _no_data(fig, "hedged executions")
     labels = df["execution_id"] + " · " + df["symbol"]
-    return _dollar_bars(
+    return figures.dollar_bars(
         fig,
         labels,
         df,
